@@ -1,0 +1,80 @@
+"""Inference engines: the one seam between Folio's pre/post-processing and a runtime.
+
+An engine wraps one model and maps a float32 NCHW array to the model's output
+array. Detection and recognition never touch ONNX Runtime directly, so a torch
+or TensorRT engine slots in behind the same two methods. Engines are built
+from names in exactly one place, :func:`create_engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.config import EngineConfig
+from pipeline.errors import ModelError, OcrError
+from pipeline.models.zoo import ModelFile
+
+__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine"]
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What detection and recognition need from a runtime."""
+
+    model: ModelFile
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """Run the model on one float32 NCHW batch and return its first output."""
+
+    def metadata(self) -> dict[str, str]:
+        """Custom metadata stored in the model (PP-OCR keeps the charset there)."""
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime on CPU with thread counts from config, never from ``os.cpu_count()``."""
+
+    def __init__(self, model: ModelFile, config: EngineConfig):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover - a core dependency
+            raise ModelError("onnxruntime is not installed: `pip install onnxruntime`") from e
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.intra_op_threads
+        options.inter_op_num_threads = config.inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Page and line sizes vary from call to call; the arena would keep the
+        # largest allocation ever seen, so growth is bounded by turning it off.
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(model.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # ORT raises its own untyped errors for bad graphs
+            raise ModelError(f"ONNX Runtime cannot load {model.path}: {e}") from e
+        self.model = model
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        if inputs.dtype != np.float32 or inputs.ndim != 4:
+            raise ValueError(f"expected a float32 NCHW array, got {inputs.dtype} of shape {inputs.shape}")
+        try:
+            return self._session.run([self._output], {self._input: inputs})[0]
+        except Exception as e:
+            raise OcrError(f"{self.model.name} failed on input of shape {inputs.shape}: {e}") from e
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
+
+def create_engine(model: ModelFile, config: EngineConfig) -> Engine:
+    """Build the engine the config names for one model file."""
+    if config.name == "onnxruntime":
+        return OnnxRuntimeEngine(model, config)
+    raise ModelError(f"unknown engine {config.name!r}")

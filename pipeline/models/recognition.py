@@ -1,0 +1,201 @@
+"""Text recognition with a CTC model: line crops in, strings and confidences out.
+
+Crops from every page of a batch go through one :class:`TextRecognizer` call.
+They are sorted by aspect ratio and cut into buckets whose widest member is at
+most ``bucket_ratio`` times the narrowest, so each padded batch wastes little
+compute, and each bucket is capped by count and by padded pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from pipeline.config import ClassifierConfig, RecognitionConfig
+from pipeline.errors import ModelError
+from pipeline.models.engine import Engine
+
+__all__ = ["CTCDecoder", "crop_quad", "plan_buckets", "TextRecognizer", "LineClassifier"]
+
+log = logging.getLogger(__name__)
+
+#: Narrowest padded batch, in pixels at the model's input height. PP-OCR trains
+#: recognition on 320-wide inputs; padding very short crops up to this keeps the
+#: CTC sequence long enough for repeated characters.
+MIN_WIDTH = 320
+#: Widest single crop (48 px high); longer lines are squeezed to fit.
+MAX_WIDTH = 3200
+
+
+def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """Straighten one quadrilateral of ``image`` into an upright rectangle.
+
+    The output size follows the quad's longer edges; a crop that comes out much
+    taller than wide is vertical text and is turned 90 degrees.
+    """
+    quad = np.asarray(quad, np.float32).reshape(4, 2)
+    width = int(round(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2]))))
+    height = int(round(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))))
+    width, height = max(width, 1), max(height, 1)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    matrix = cv2.getPerspectiveTransform(quad, target)
+    crop = cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if height >= 1.5 * width:
+        crop = np.ascontiguousarray(np.rot90(crop))
+    return crop
+
+
+def plan_buckets(
+    widths: Sequence[int], batch_size: int, max_batch_pixels: int, bucket_ratio: float, height: int
+) -> list[list[int]]:
+    """Group crop indices into batches of similar width.
+
+    Args:
+        widths: resized width of every crop at the model height.
+        batch_size: most crops per batch.
+        max_batch_pixels: most padded pixels (count x height x widest) per batch.
+        bucket_ratio: widest / narrowest allowed within one batch.
+        height: model input height.
+
+    Returns:
+        Lists of indices into ``widths``; every index appears exactly once.
+    """
+    order = np.argsort(np.asarray(widths), kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    narrowest = 0
+    for idx in order.tolist():
+        w = max(widths[idx], MIN_WIDTH)
+        if current:
+            too_many = len(current) >= batch_size
+            too_big = (len(current) + 1) * height * w > max_batch_pixels
+            too_uneven = w > bucket_ratio * narrowest
+            if too_many or too_big or too_uneven:
+                batches.append(current)
+                current = []
+        if not current:
+            narrowest = w
+        current.append(idx)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class CTCDecoder:
+    """Greedy CTC decoding with the charset stored in the model.
+
+    Class 0 is the CTC blank; classes 1..N are the charset lines; the last class
+    is a space (PP-OCR's ``use_space_char``).
+    """
+
+    def __init__(self, charset: Sequence[str]):
+        self.characters = np.array(["", *charset, " "], dtype=object)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> CTCDecoder:
+        chars = metadata.get("character")
+        if not chars:
+            raise ModelError("recognition model has no 'character' metadata: cannot decode its output")
+        return cls(chars.splitlines())
+
+    def __call__(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        """Decode (N, T, C) class probabilities into ``(text, confidence)`` per row.
+
+        Confidence is the mean probability of the emitted characters (0.0 for an empty string).
+        """
+        if probs.ndim != 3 or probs.shape[2] != len(self.characters):
+            raise ValueError(
+                f"expected (N, T, {len(self.characters)}) probabilities, got shape {probs.shape}: "
+                "charset and model do not match"
+            )
+        best = probs.argmax(axis=2)
+        best_p = np.take_along_axis(probs, best[..., None], axis=2)[..., 0]
+        keep = best != 0
+        keep[:, 1:] &= best[:, 1:] != best[:, :-1]
+        results = []
+        for row, mask, p in zip(best, keep, best_p):
+            idx = row[mask]
+            if idx.size == 0:
+                results.append(("", 0.0))
+                continue
+            results.append(("".join(self.characters[idx]), float(p[mask].mean())))
+        return results
+
+
+def _resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
+    h, w = crop.shape[:2]
+    new_w = int(min(MAX_WIDTH, max(1, math.ceil(w * height / h))))
+    return cv2.resize(crop, (new_w, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
+
+
+def _batch_tensor(crops: Sequence[np.ndarray], height: int, min_width: int) -> np.ndarray:
+    width = max(min_width, max(c.shape[1] for c in crops))
+    # Padding stays 0 in normalised space, as PP-OCR pads during training.
+    batch = np.zeros((len(crops), 3, height, width), np.float32)
+    for i, crop in enumerate(crops):
+        batch[i, :, :, : crop.shape[1]] = crop.transpose(2, 0, 1)
+    return batch
+
+
+def _normalise(crop: np.ndarray) -> np.ndarray:
+    out = crop.astype(np.float32)
+    out *= 2.0 / 255.0
+    out -= 1.0
+    return out
+
+
+class TextRecognizer:
+    """Line crops to ``(text, confidence)``, batched and bucketed by width."""
+
+    def __init__(self, engine: Engine, config: RecognitionConfig):
+        self.engine = engine
+        self.config = config
+        self.decode = CTCDecoder.from_metadata(engine.metadata())
+
+    def __call__(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        if not crops:
+            return []
+        height = self.config.image_height
+        resized = [_normalise(_resize_to_height(c, height)) for c in crops]
+        batches = plan_buckets(
+            [r.shape[1] for r in resized],
+            self.config.batch_size,
+            self.config.max_batch_pixels,
+            self.config.bucket_ratio,
+            height,
+        )
+        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        for batch in batches:
+            probs = self.engine(_batch_tensor([resized[i] for i in batch], height, MIN_WIDTH))
+            for i, res in zip(batch, self.decode(probs)):
+                results[i] = res
+        return results
+
+
+class LineClassifier:
+    """PP-OCR's 0/180 degree line classifier; flips crops it finds upside down."""
+
+    HEIGHT, WIDTH = 48, 192
+
+    def __init__(self, engine: Engine, config: ClassifierConfig):
+        self.engine = engine
+        self.thresh = config.thresh
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        if not crops:
+            return crops
+        batch = np.zeros((len(crops), 3, self.HEIGHT, self.WIDTH), np.float32)
+        for i, crop in enumerate(crops):
+            h, w = crop.shape[:2]
+            new_w = min(self.WIDTH, max(1, math.ceil(w * self.HEIGHT / h)))
+            batch[i, :, :, :new_w] = _normalise(cv2.resize(crop, (new_w, self.HEIGHT))).transpose(2, 0, 1)
+        probs = self.engine(batch)
+        out = list(crops)
+        for i, p in enumerate(probs):
+            if p.argmax() == 1 and p[1] >= self.thresh:
+                out[i] = np.ascontiguousarray(crops[i][::-1, ::-1])
+        return out

@@ -1,0 +1,89 @@
+"""Where model files live, and proof that they are the ones we expect.
+
+Folio runs the PP-OCR ONNX models that ship inside the ``rapidocr`` wheel (its
+``models/`` folder). Nothing is downloaded at run time: clusters are often
+air-gapped. Every known model file is checked against its sha256 before it is
+loaded; a file we do not know (a custom ``engine.model_dir``) is accepted and
+its hash recorded in the output so results stay traceable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import ModelError
+
+__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "resolve_model"]
+
+log = logging.getLogger(__name__)
+
+#: sha256 of the model files shipped in rapidocr 3.10's wheel.
+KNOWN_MODELS: dict[str, str] = {
+    "PP-OCRv6_det_small.onnx": "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+    "PP-OCRv6_rec_small.onnx": "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+    "ch_ppocr_mobile_v2.0_cls_mobile.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+}
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A verified model file: ``name`` is the file name, ``sha256`` its digest."""
+
+    name: str
+    path: Path
+    sha256: str
+
+
+def default_model_dir() -> Path:
+    """The ``models/`` folder of the installed rapidocr wheel (found without importing it)."""
+    spec = importlib.util.find_spec("rapidocr")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the rapidocr package (which ships the PP-OCR models) is not installed; "
+            "install Folio with its dependencies (`pip install -e .`) or set engine.model_dir"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        if key in _hash_cache:
+            return _hash_cache[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    with _hash_lock:
+        _hash_cache[key] = value
+    return value
+
+
+def resolve_model(name: str, model_dir: str | os.PathLike | None = None) -> ModelFile:
+    """Locate ``name`` and verify its sha256.
+
+    Raises:
+        ModelError: the file is missing, or a known model's bytes do not match its hash.
+    """
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    path = folder / name
+    if not path.is_file():
+        raise ModelError(f"model file {name!r} not found in {folder}; Folio never downloads models at run time")
+    digest = _sha256(path)
+    expected = KNOWN_MODELS.get(name)
+    if expected is not None and digest != expected:
+        raise ModelError(f"model file {path} has sha256 {digest}, expected {expected}: the file is corrupt or replaced")
+    if expected is None:
+        log.warning("model %s is not a known Folio model; using it with sha256 %s", path, digest)
+    return ModelFile(name=name, path=path, sha256=digest)

@@ -1,0 +1,213 @@
+"""Stages: callable classes that run the same way in a plain loop and in Ray actors.
+
+A stage's ``__init__(config)`` loads what it needs once (models); its
+``__call__(batch)`` maps a dict of columns to a dict of columns, the batch
+format of Ray Data's ``map_batches``. Per-page failures become rows with a
+``status`` of ``error`` and an ``error_code``; they never escape as exceptions,
+because Ray Data would drop a whole failed block.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.config import FolioConfig
+from pipeline.errors import FolioError, OcrError
+from pipeline.models.detection import TextDetector
+from pipeline.models.engine import create_engine
+from pipeline.models.recognition import LineClassifier, TextRecognizer, crop_quad
+from pipeline.models.zoo import ModelFile, resolve_model
+from pipeline.types import TextLine
+
+__all__ = ["OcrStage", "order_lines", "model_files"]
+
+log = logging.getLogger(__name__)
+
+
+def model_files(config: FolioConfig) -> dict[str, ModelFile]:
+    """The verified model files a config uses, by role."""
+    d = config.engine.model_dir
+    files = {
+        "detection": resolve_model(config.detection.model, d),
+        "recognition": resolve_model(config.recognition.model, d),
+    }
+    if config.classifier.enabled:
+        files["classifier"] = resolve_model(config.classifier.model, d)
+    return files
+
+
+def order_lines(
+    quads: np.ndarray, texts: Sequence[str], confidences: Sequence[float]
+) -> tuple[list[TextLine], str]:
+    """Put recognised lines in reading order, number rows and blocks, and build the page text.
+
+    Lines are grouped into visual rows (boxes whose vertical extents overlap by
+    at least half the smaller height); rows are read top to bottom and boxes in
+    a row left to right. A new block starts where the gap to the previous row is
+    larger than the median line height. In the page text, boxes of one row are
+    joined by a space, rows by a newline and blocks by a blank line.
+
+    Args:
+        quads: (N, 4, 2) corners in page pixels.
+        texts: recognised text per quad.
+        confidences: confidence per quad.
+
+    Returns:
+        ``TextLine`` objects in reading order with ``block_index`` and
+        ``line_index`` set, and the page text.
+    """
+    n = len(texts)
+    if n == 0:
+        return [], ""
+    quads = np.asarray(quads, np.float32).reshape(n, 4, 2)
+    y0, y1 = quads[:, :, 1].min(axis=1), quads[:, :, 1].max(axis=1)
+    x0 = quads[:, :, 0].min(axis=1)
+    heights = np.maximum(y1 - y0, 1.0)
+    rows: list[list[int]] = []
+    row_top = row_bottom = 0.0
+    for i in np.argsort((y0 + y1) / 2, kind="stable").tolist():
+        if rows:
+            overlap = min(row_bottom, y1[i]) - max(row_top, y0[i])
+            if overlap >= 0.5 * min(row_bottom - row_top, heights[i]):
+                rows[-1].append(i)
+                continue
+        rows.append([i])
+        row_top, row_bottom = float(y0[i]), float(y1[i])
+    median_h = float(np.median(heights))
+    lines: list[TextLine] = []
+    parts: list[str] = []
+    block = 0
+    prev_bottom = None
+    for row in rows:
+        top = float(y0[row].min())
+        if prev_bottom is not None:
+            if top - prev_bottom > median_h:
+                block += 1
+                parts.append("\n\n")
+            else:
+                parts.append("\n")
+        prev_bottom = float(y1[row].max())
+        ordered = sorted(row, key=lambda j: x0[j])
+        parts.append(" ".join(texts[i] for i in ordered))
+        for i in ordered:
+            poly = tuple((float(x), float(y)) for x, y in quads[i])
+            lines.append(TextLine(texts[i], float(confidences[i]), poly, block, len(lines)))
+    return lines, "".join(parts)
+
+
+class OcrStage:
+    """Detect and recognise text on a batch of pages.
+
+    Detection runs page by page (pages differ in size); the crops of all pages
+    then go through one bucketed recognition call, doctr's shape, which is what
+    keeps a GPU busy.
+
+    Input columns: ``doc_id``, ``page_index``, ``image`` (object array of RGB
+    uint8 arrays). Output columns: ``doc_id``, ``page_index``, ``width``,
+    ``height``, ``lines`` (object array of lists of line dicts), ``text``,
+    ``mean_confidence``, ``status``, ``error_code``, ``error_message``,
+    ``detect_ms``, ``recognize_ms``.
+    """
+
+    def __init__(self, config: FolioConfig):
+        self.config = config
+        files = model_files(config)
+        self.models = files
+        self.detector = TextDetector(create_engine(files["detection"], config.engine), config.detection)
+        self.recognizer = TextRecognizer(create_engine(files["recognition"], config.engine), config.recognition)
+        self.classifier = (
+            LineClassifier(create_engine(files["classifier"], config.engine), config.classifier)
+            if "classifier" in files
+            else None
+        )
+
+    def _recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        if self.classifier is not None:
+            crops = self.classifier(crops)
+        return self.recognizer(crops)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for column in ("doc_id", "page_index", "image"):
+            if column not in batch:
+                raise ValueError(f"OcrStage batch needs a {column!r} column, got {sorted(batch)}")
+        images = list(batch["image"])
+        n = len(images)
+        out: dict[str, list] = {
+            k: [None] * n
+            for k in ("width", "height", "lines", "text", "mean_confidence", "status", "error_code",
+                      "error_message", "detect_ms", "recognize_ms")
+        }
+        quads: list[np.ndarray | None] = [None] * n
+        crops: list[np.ndarray] = []
+        owners: list[int] = []
+        for i, image in enumerate(images):
+            image = np.asarray(image)
+            out["height"][i], out["width"][i] = (int(image.shape[0]), int(image.shape[1])) if image.ndim >= 2 else (0, 0)
+            t0 = time.perf_counter()
+            try:
+                if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                    raise OcrError(f"page image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}", retryable=False)
+                boxes, _ = self.detector(image)
+                page_crops = [crop_quad(image, q) for q in boxes]
+            except FolioError as e:
+                self._fail(out, i, e)
+                continue
+            out["detect_ms"][i] = (time.perf_counter() - t0) * 1000
+            quads[i] = boxes
+            crops.extend(page_crops)
+            owners.extend([i] * len(page_crops))
+
+        t0 = time.perf_counter()
+        try:
+            recognized = self._recognize(crops)
+        except FolioError:
+            log.warning("batched recognition failed; retrying page by page to isolate the bad page", exc_info=True)
+            recognized = self._recognize_per_page(crops, owners, out)
+        per_crop_ms = (time.perf_counter() - t0) * 1000 / max(len(crops), 1)
+
+        owners_arr = np.asarray(owners, dtype=np.int64)
+        min_conf = self.config.recognition.min_confidence
+        for i in range(n):
+            if out["status"][i] == "error":
+                continue
+            idx = np.flatnonzero(owners_arr == i)
+            keep = [j for j in idx if recognized[j] is not None and recognized[j][0].strip() and recognized[j][1] >= min_conf]
+            lines, text = order_lines(
+                quads[i][[j - idx[0] for j in keep]] if keep else np.zeros((0, 4, 2), np.float32),
+                [recognized[j][0] for j in keep],
+                [recognized[j][1] for j in keep],
+            )
+            out["lines"][i] = [line.to_row() for line in lines]
+            out["text"][i] = text
+            out["mean_confidence"][i] = float(np.mean([l.confidence for l in lines])) if lines else None
+            out["status"][i] = "ok"
+            out["recognize_ms"][i] = per_crop_ms * len(idx)
+        result = {"doc_id": np.asarray(batch["doc_id"]), "page_index": np.asarray(batch["page_index"])}
+        for key, values in out.items():
+            result[key] = np.array(values + [None], dtype=object)[:-1]  # keep lists as objects
+        return result
+
+    def _recognize_per_page(self, crops, owners, out) -> list[tuple[str, float] | None]:
+        results: list[tuple[str, float] | None] = [None] * len(crops)
+        owners_arr = np.asarray(owners, dtype=np.int64)
+        for page in sorted(set(owners)):
+            idx = np.flatnonzero(owners_arr == page)
+            try:
+                for j, res in zip(idx, self._recognize([crops[j] for j in idx])):
+                    results[j] = res
+            except FolioError as e:
+                self._fail(out, page, e)
+        return results
+
+    @staticmethod
+    def _fail(out: dict[str, list], i: int, error: FolioError) -> None:
+        log.warning("OCR failed on a page: %s", error)
+        out["status"][i] = "error"
+        out["error_code"][i] = error.code
+        out["error_message"][i] = error.message
+        out["lines"][i] = []
+        out["text"][i] = ""

@@ -1,0 +1,73 @@
+"""Config loading, validation, overrides and fingerprints."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import FolioConfig, config_fingerprint, load_config
+from pipeline.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_yaml_matches_the_model():
+    assert load_config(ROOT / "configs" / "default.yaml", environ={}) == FolioConfig()
+    text = (ROOT / "configs" / "default.yaml").read_text()
+    for section, model in FolioConfig().model_fields.items():
+        for field in model.annotation.model_fields:
+            assert f"  {field}:" in text, f"{section}.{field} missing from configs/default.yaml"
+
+
+def test_every_shipped_config_loads():
+    for path in (ROOT / "configs").glob("*.yaml"):
+        load_config(path, environ={})
+
+
+def test_file_env_and_overrides_in_priority_order(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("detection:\n  box_thresh: 0.6\n  thresh: 0.2\ndecode:\n  pdf_dpi: 200\n")
+    env = {"FOLIO_DETECTION__BOX_THRESH": "0.7", "FOLIO_ENGINE__INTRA_OP_THREADS": "3", "UNRELATED": "x"}
+    c = load_config(cfg, {"decode.pdf_dpi": 150}, environ=env)
+    assert c.detection.box_thresh == 0.7  # env beats file
+    assert c.detection.thresh == 0.2  # file beats default
+    assert c.decode.pdf_dpi == 150  # explicit override beats all
+    assert c.engine.intra_op_threads == 3
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("detection:\n  box_thresh: 2\n", "detection.box_thresh"),
+        ("detection:\n  nonsense: 1\n", "detection.nonsense"),
+        ("- a\n- b\n", "mapping"),
+        ("detection: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path, text, match):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(cfg, environ={})
+
+
+def test_missing_file_and_bad_override():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent.yaml", environ={})
+    with pytest.raises(ConfigError, match="section"):
+        load_config(overrides={"box_thresh": 1}, environ={})
+
+
+def test_fingerprint_tracks_output_settings_only():
+    base = config_fingerprint(FolioConfig(), {"detection": "abc"})
+    threads = load_config(overrides={"engine.intra_op_threads": 7, "runner.batch_pages": 9}, environ={})
+    assert config_fingerprint(threads, {"detection": "abc"}) == base
+    changed = load_config(overrides={"detection.box_thresh": 0.55}, environ={})
+    assert config_fingerprint(changed, {"detection": "abc"}) != base
+    assert config_fingerprint(FolioConfig(), {"detection": "abd"}) != base
+
+
+def test_config_is_picklable():
+    import pickle
+
+    c = load_config(overrides={"decode.pdf_dpi": 222}, environ={})
+    assert pickle.loads(pickle.dumps(c)) == c

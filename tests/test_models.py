@@ -1,0 +1,187 @@
+"""Detection post-processing, recognition decoding and batching, reading order: known answers."""
+
+import numpy as np
+import pytest
+
+from pipeline.config import DetectionConfig, FolioConfig, RecognitionConfig
+from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreprocessor, order_quad
+from pipeline.models.recognition import MIN_WIDTH, CTCDecoder, crop_quad, plan_buckets
+from pipeline.stages import order_lines
+
+
+def _map_with_rectangles(shape, rects, value=0.9):
+    prob = np.zeros(shape, np.float32)
+    for x0, y0, x1, y1 in rects:
+        prob[y0:y1, x0:x1] = value
+    return prob
+
+
+def test_db_finds_each_rectangle_and_unclips_it():
+    # DB predicts shrunk kernels; unclip grows them back by area * ratio / perimeter.
+    prob = _map_with_rectangles((200, 400), [(50, 40, 250, 60), (60, 120, 160, 150)])
+    boxes, scores = DBPostProcessor(DetectionConfig())(prob, scale=1.0, page_hw=(200, 400))
+    assert len(boxes) == 2
+    boxes = boxes[np.argsort(boxes[:, 0, 1])]
+    (x0, y0), (x1, y1) = boxes[0].min(axis=0), boxes[0].max(axis=0)
+    w, h = 200, 20
+    d = w * h * 1.6 / (2 * (w + h))  # unclip distance for the 200x20 kernel
+    assert x0 == pytest.approx(50 - d, abs=2.5) and x1 == pytest.approx(250 + d, abs=2.5)
+    assert y0 == pytest.approx(40 - d, abs=2.5) and y1 == pytest.approx(60 + d, abs=2.5)
+    assert np.all(scores > 0.85)
+
+
+def test_db_scales_boxes_back_to_page_pixels_and_clips():
+    prob = _map_with_rectangles((100, 100), [(0, 10, 50, 20)])
+    boxes, _ = DBPostProcessor(DetectionConfig())(prob, scale=0.5, page_hw=(200, 200))
+    assert boxes[..., 0].min() == 0  # clipped at the page edge
+    d = 50 * 10 * 1.6 / (2 * (50 + 10))  # unclip distance in map pixels
+    assert boxes[..., 0].max() == pytest.approx((50 + d) / 0.5, abs=2.5)
+
+
+def test_db_thresholds_drop_faint_and_tiny_regions():
+    prob = _map_with_rectangles((100, 200), [(10, 10, 150, 30)], value=0.4)  # above thresh, below box_thresh
+    prob[60:62, 10:12] = 0.95  # 2x2 speck: below min_size
+    boxes, scores = DBPostProcessor(DetectionConfig())(prob, 1.0, (100, 200))
+    assert len(boxes) == 0 and len(scores) == 0
+    lenient = DBPostProcessor(DetectionConfig(box_thresh=0.3))
+    assert len(lenient(prob, 1.0, (100, 200))[0]) == 1
+
+
+def test_db_empty_map_gives_empty_arrays():
+    boxes, scores = DBPostProcessor(DetectionConfig())(np.zeros((64, 64), np.float32), 1.0, (64, 64))
+    assert boxes.shape == (0, 4, 2) and scores.shape == (0,)
+
+
+def test_order_quad_is_clockwise_from_top_left():
+    quad = np.array([[10, 20], [0, 0], [0, 20], [10, 0]], np.float32)
+    np.testing.assert_array_equal(order_quad(quad), [[0, 0], [10, 0], [10, 20], [0, 20]])
+
+
+def test_preprocessor_keeps_aspect_and_pads_to_stride():
+    pre = DetectionPreprocessor(DetectionConfig(min_side_len=100, max_side_len=1000))
+    image = np.full((500, 3000, 3), 255, np.uint8)
+    out = pre(image)
+    assert out.scale == pytest.approx(1000 / 3000)
+    assert out.valid_hw == (167, 1000)
+    assert out.tensor.shape == (1, 3, 192, 1024)
+    assert out.tensor.shape[2] % STRIDE == 0 and out.tensor.shape[3] % STRIDE == 0
+    assert out.tensor.max() == pytest.approx(1.0) and out.tensor.min() == pytest.approx(1.0)  # padded in paper colour
+    with pytest.raises(ValueError, match="RGB uint8"):
+        pre(np.zeros((10, 10), np.uint8))
+
+
+def test_preprocessor_upscales_small_pages():
+    pre = DetectionPreprocessor(DetectionConfig(min_side_len=736, max_side_len=2000))
+    assert pre.scale_for(368, 500) == pytest.approx(2.0)
+    assert pre.scale_for(100, 1900) == pytest.approx(2000 / 1900)  # max side wins
+
+
+def test_ctc_collapses_repeats_and_drops_blanks():
+    decoder = CTCDecoder(["a", "b", "c"])  # classes: 0 blank, 1 a, 2 b, 3 c, 4 space
+    seq = [1, 1, 0, 1, 2, 4, 4, 3, 0]  # a a _ a b ' ' ' ' c _ -> "aab c"
+    probs = np.full((1, len(seq), 5), 0.025, np.float32)
+    for t, k in enumerate(seq):
+        probs[0, t, k] = 0.9
+    [(text, conf)] = decoder(probs)
+    assert text == "aab c"
+    assert conf == pytest.approx(0.9)
+
+
+def test_ctc_all_blank_is_empty_with_zero_confidence():
+    probs = np.zeros((2, 4, 5), np.float32)
+    probs[:, :, 0] = 1.0
+    assert CTCDecoder(["a", "b", "c"])(probs) == [("", 0.0), ("", 0.0)]
+
+
+def test_ctc_rejects_mismatched_charset():
+    with pytest.raises(ValueError, match="charset"):
+        CTCDecoder(["a"])(np.zeros((1, 3, 5), np.float32))
+
+
+def test_buckets_cover_every_crop_once_and_bound_padding():
+    rng = np.random.default_rng(0)
+    widths = rng.integers(20, 2000, size=200).tolist()
+    batches = plan_buckets(widths, batch_size=16, max_batch_pixels=48 * 4000 * 16, bucket_ratio=1.5, height=48)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    for b in batches:
+        ws = [max(widths[i], MIN_WIDTH) for i in b]
+        assert len(b) <= 16
+        assert max(ws) <= 1.5 * min(ws)
+
+
+def test_buckets_respect_pixel_cap():
+    batches = plan_buckets([3000] * 10, batch_size=32, max_batch_pixels=48 * 3000 * 3, bucket_ratio=2, height=48)
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+
+
+def test_crop_quad_straightens_a_rotated_rectangle():
+    import cv2
+
+    image = np.full((200, 300, 3), 255, np.uint8)
+    rect = ((150, 100), (160, 40), 10.0)
+    quad = order_quad(cv2.boxPoints(rect))
+    cv2.fillPoly(image, [quad.round().astype(np.int32)], (0, 0, 0))
+    crop = crop_quad(image, quad)
+    assert abs(crop.shape[1] - 160) <= 2 and abs(crop.shape[0] - 40) <= 2
+    assert crop[5:-5, 5:-5].mean() < 30  # all ink: the rectangle came out axis-aligned
+
+
+def test_crop_quad_turns_vertical_text():
+    image = np.zeros((300, 100, 3), np.uint8)
+    crop = crop_quad(image, np.array([[10, 10], [40, 10], [40, 250], [10, 250]], np.float32))
+    assert crop.shape[1] > crop.shape[0]
+
+
+def _quad(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def test_reading_order_rows_then_columns_and_blocks():
+    quads = np.array(
+        [_quad(300, 12, 400, 30), _quad(10, 10, 200, 30), _quad(10, 40, 200, 60), _quad(10, 200, 200, 220)],
+        np.float32,
+    )
+    lines, text = order_lines(quads, ["right", "left", "second", "far below"], [0.9, 0.8, 0.7, 0.6])
+    assert [l.text for l in lines] == ["left", "right", "second", "far below"]
+    assert [l.line_index for l in lines] == [0, 1, 2, 3]
+    assert [l.block_index for l in lines] == [0, 0, 0, 1]
+    assert text == "left right\nsecond\n\nfar below"
+    assert lines[1].confidence == pytest.approx(0.9)
+
+
+def test_reading_order_empty():
+    assert order_lines(np.zeros((0, 4, 2)), [], []) == ([], "")
+
+
+def test_default_config_models_resolve_with_hashes():
+    from pipeline.stages import model_files
+
+    files = model_files(FolioConfig())
+    assert set(files) == {"detection", "recognition"}
+    assert all(len(f.sha256) == 64 for f in files.values())
+
+
+def test_corrupt_model_is_refused(tmp_path):
+    from pipeline.errors import ModelError
+    from pipeline.models.zoo import resolve_model
+
+    (tmp_path / "PP-OCRv6_det_small.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="sha256"):
+        resolve_model("PP-OCRv6_det_small.onnx", tmp_path)
+    with pytest.raises(ModelError, match="never downloads"):
+        resolve_model("missing.onnx", tmp_path)
+
+
+def test_recognizer_reads_rendered_text():
+    """The real models on a crop we render: the whole detect-crop-recognize path, no mocks."""
+    import cv2
+
+    from pipeline.stages import OcrStage
+
+    page = np.full((200, 900, 3), 255, np.uint8)
+    cv2.putText(page, "Invoice 2024-118 Total 1,234.56", (30, 110), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3)
+    stage = OcrStage(FolioConfig())
+    out = stage({"doc_id": np.array(["d"], object), "page_index": np.array([0]), "image": np.array([page, None], object)[:1]})
+    assert out["status"][0] == "ok"
+    assert out["text"][0].replace(" ", "") == "Invoice2024-118Total1,234.56"
+    assert out["lines"][0][0]["confidence"] > 0.8
