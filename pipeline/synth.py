@@ -1,0 +1,1682 @@
+"""Synthetic scanned documents with exact ground truth.
+
+Tests and benchmarks need documents whose text is known exactly. This module
+renders invoices, forms and book pages with TrueType fonts, optionally "scans"
+them (skew, blur, noise, uneven lighting, bleed-through, JPEG artefacts) and
+writes each document as PNG, JPEG, multi-page TIFF or raster PDF together with
+a JSON file holding every text line and its polygon in the pixels of the page
+as written.
+
+Ground truth is exact by construction: every line is drawn with one
+``ImageDraw.text`` call (or one call per word for justified prose) and its box
+is the font's ``textbbox`` of what was drawn; skew moves the polygons with the
+same affine matrix that moves the pixels.
+
+Everything is seeded: the same arguments give byte-identical files on the same
+machine (the fonts found on the machine are part of the input).
+
+Example::
+
+    from pipeline.synth import generate
+    paths = generate("/tmp/docs", pages=10, kind="invoice", seed=7)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import importlib.util
+import io
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["KINDS", "FORMATS", "generate", "available_fonts"]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("invoice", "form", "book")
+"""Document kinds :func:`generate` can render."""
+
+FORMATS = ("png", "tiff", "pdf", "jpeg")
+"""Output formats; png and jpeg documents have one page, tiff and pdf 1-3."""
+
+_EXT = {"png": "png", "tiff": "tif", "pdf": "pdf", "jpeg": "jpg"}
+_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+_MULTI_PAGE = ("tiff", "pdf")
+_MAX_PAGES_PER_DOC = 3
+_JPEG_QUALITY = 85
+# Fixed PDF dates: Pillow would otherwise stamp the wall clock into the file.
+_PDF_TIME = time.gmtime(1_700_000_000)
+
+# --------------------------------------------------------------------------- fonts
+
+_FONT_DIRS = (
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/truetype/liberation2",
+    "/usr/share/fonts/truetype/liberation",
+    "/usr/share/fonts/truetype/freefont",
+)
+_FONT_PACKAGES = "fonts-dejavu-core fonts-liberation fonts-freefont-ttf"
+
+# (family, style, regular file, bold file, smallest point size that stays legible)
+_FAMILY_FILES = (
+    ("DejaVu Sans", "sans", "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", 9.0),
+    ("DejaVu Serif", "serif", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", 9.0),
+    ("DejaVu Sans Mono", "mono", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", 9.0),
+    ("Liberation Sans", "sans", "LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf", 9.0),
+    ("Liberation Serif", "serif", "LiberationSerif-Regular.ttf", "LiberationSerif-Bold.ttf", 9.5),
+    ("Liberation Mono", "mono", "LiberationMono-Regular.ttf", "LiberationMono-Bold.ttf", 9.5),
+    (
+        "Liberation Sans Narrow",
+        "sans",
+        "LiberationSansNarrow-Regular.ttf",
+        "LiberationSansNarrow-Bold.ttf",
+        10.0,
+    ),
+    ("FreeSans", "sans", "FreeSans.ttf", "FreeSansBold.ttf", 9.5),
+    ("FreeSerif", "serif", "FreeSerif.ttf", "FreeSerifBold.ttf", 10.0),
+    # FreeMono has hairline strokes: only used at larger sizes.
+    ("FreeMono", "mono", "FreeMono.ttf", "FreeMonoBold.ttf", 12.0),
+)
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    style: str  # "sans" | "serif" | "mono"
+    regular: str
+    bold: str
+    min_pt: float = 9.0
+
+
+def _font_dirs() -> list[Path]:
+    dirs = [Path(d) for d in _FONT_DIRS]
+    # matplotlib bundles DejaVu; find it without importing matplotlib.
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is not None and spec.origin:
+        dirs.append(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf")
+    return [d for d in dirs if d.is_dir()]
+
+
+@functools.lru_cache(maxsize=1)
+def _families() -> tuple[_Family, ...]:
+    """Discover the usable font families once per process, in a fixed order."""
+    dirs = _font_dirs()
+    found: list[_Family] = []
+    for name, style, regular, bold, min_pt in _FAMILY_FILES:
+        for d in dirs:
+            reg = d / regular
+            if reg.is_file():
+                bold_path = d / bold
+                found.append(
+                    _Family(name, style, str(reg), str(bold_path if bold_path.is_file() else reg), min_pt)
+                )
+                break
+    if not found:
+        # Unknown layout: take any TrueType file, one family per file.
+        for d in dirs:
+            for ttf in sorted(d.glob("*.ttf")):
+                found.append(_Family(ttf.stem, "sans", str(ttf), str(ttf), 10.0))
+    if not found:
+        raise RuntimeError(
+            "pipeline.synth found no TrueType font (looked in "
+            + ", ".join(_FONT_DIRS)
+            + f" and matplotlib's mpl-data). Install them with: apt-get install -y {_FONT_PACKAGES}"
+        )
+    log.debug("synth fonts: %s", ", ".join(f.name for f in found))
+    return tuple(found)
+
+
+def available_fonts() -> list[str]:
+    """Names of the font families :func:`generate` draws from on this machine.
+
+    Returns:
+        Family names such as ``"DejaVu Sans"``, in the fixed order they are used.
+
+    Raises:
+        RuntimeError: no TrueType font was found; the message names the Debian
+            packages to install.
+    """
+    return [f.name for f in _families()]
+
+
+@functools.lru_cache(maxsize=512)
+def _load_font(path: str, px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size=px)
+
+
+# --------------------------------------------------------------------------- style
+
+
+@dataclass
+class _Style:
+    """Per-document look: page geometry, fonts, ink and paper."""
+
+    w: int
+    h: int
+    dpi: int
+    body: _Family
+    head: _Family
+    mono: _Family
+    base_pt: float
+    ink: int
+    paper: int
+    rgb: bool
+    tint: tuple[float, float, float]
+
+    def font(self, pt: float, bold: bool = False, fam: _Family | None = None) -> ImageFont.FreeTypeFont:
+        fam = fam or self.body
+        pt = max(pt, fam.min_pt)
+        px = max(8, round(pt * self.dpi / 72.0))
+        return _load_font(fam.bold if bold else fam.regular, px)
+
+    def px(self, pt: float) -> float:
+        return pt * self.dpi / 72.0
+
+
+def _pick_style(kind: str, rnd: random.Random, dpi: int) -> _Style:
+    fams = _families()
+    by_style: dict[str, list[_Family]] = {}
+    for f in fams:
+        by_style.setdefault(f.style, []).append(f)
+    prefer = {"invoice": "sans", "form": "sans", "book": "serif"}[kind]
+    style = prefer if rnd.random() < 0.75 else ("serif" if prefer == "sans" else "sans")
+    pool = by_style.get(style) or by_style.get(prefer) or list(fams)
+    body = rnd.choice(pool)
+    text_fams = by_style.get("sans", []) + by_style.get("serif", [])
+    head = body if rnd.random() < 0.6 or not text_fams else rnd.choice(text_fams)
+    mono = rnd.choice(by_style["mono"]) if by_style.get("mono") else body
+    base_pt = rnd.uniform(10.0, 12.5) if kind == "book" else rnd.uniform(9.5, 12.0)
+    rgb = rnd.random() < 0.4
+    warm = rnd.uniform(0.0, 0.05)
+    return _Style(
+        w=round(210.0 / 25.4 * dpi),
+        h=round(297.0 / 25.4 * dpi),
+        dpi=dpi,
+        body=body,
+        head=head,
+        mono=mono,
+        base_pt=base_pt,
+        ink=rnd.randint(0, 60),
+        paper=rnd.randint(238, 255),
+        rgb=rgb,
+        tint=(1.0, 1.0 - warm * 0.4, 1.0 - warm),
+    )
+
+
+# --------------------------------------------------------------------------- canvas
+
+
+@dataclass
+class _Line:
+    text: str
+    box: tuple[float, float, float, float]  # left, top, right, bottom (ink extent)
+    block: int
+
+
+class _Canvas:
+    """A grayscale page plus the ground-truth lines drawn on it."""
+
+    def __init__(self, st: _Style):
+        self.st = st
+        self.img = Image.new("L", (st.w, st.h), st.paper)
+        self.draw = ImageDraw.Draw(self.img)
+        self.lines: list[_Line] = []
+        self.block = -1
+
+    def new_block(self) -> None:
+        self.block += 1
+
+    def text(
+        self,
+        x: float,
+        y: float,
+        s: str,
+        font: ImageFont.FreeTypeFont,
+        align: str = "left",
+        fill: int | None = None,
+    ) -> tuple[float, float, float, float] | None:
+        """Draw one line with its baseline at ``y``; ``x`` is its left/right/centre."""
+        s = " ".join(s.split())
+        if not s:
+            return None
+        anchor = {"left": "ls", "right": "rs", "center": "ms"}[align]
+        fill = self.st.ink if fill is None else fill
+        self.draw.text((x, y), s, font=font, fill=fill, anchor=anchor)
+        box = self.draw.textbbox((x, y), s, font=font, anchor=anchor)
+        self.lines.append(_Line(s, _margin(box), self.block))
+        return box
+
+    def justified(self, x0: float, x1: float, y: float, words: list[str], font: ImageFont.FreeTypeFont) -> None:
+        """Draw words spread to fill ``[x0, x1]``: one line of normal text in the GT."""
+        widths = [font.getlength(w) for w in words]
+        gap = (x1 - x0 - sum(widths)) / (len(words) - 1)
+        x = x0
+        boxes = []
+        for word, wd in zip(words, widths):
+            self.draw.text((x, y), word, font=font, fill=self.st.ink, anchor="ls")
+            boxes.append(self.draw.textbbox((x, y), word, font=font, anchor="ls"))
+            x += wd + gap
+        box = (boxes[0][0], min(b[1] for b in boxes), boxes[-1][2], max(b[3] for b in boxes))
+        self.lines.append(_Line(" ".join(words), _margin(box), self.block))
+
+    def hline(self, x0: float, x1: float, y: float, width: int = 1, fill: int | None = None) -> None:
+        self.draw.line([(x0, y), (x1, y)], fill=self.st.ink if fill is None else fill, width=width)
+
+    def rect(self, box: Sequence[float], outline: int | None = None, fill: int | None = None, width: int = 1) -> None:
+        self.draw.rectangle(list(box), outline=outline, fill=fill, width=width)
+
+    def checkbox(self, x: float, y: float, size: float, checked: bool) -> None:
+        """Square box sitting on baseline ``y``; a drawn cross when checked (not text)."""
+        x0, y0, x1, y1 = x, y - size, x + size, y
+        # A mark, not text: an empty-text GT line is a "don't care" region for scoring.
+        self.lines.append(_Line("", _margin((x0, y0, x1, y1)), self.block))
+        lw = max(1, round(size / 12))
+        self.rect((x0, y0, x1, y1), outline=self.st.ink, width=lw)
+        if checked:
+            p = size * 0.2
+            self.draw.line([(x0 + p, y0 + p), (x1 - p, y1 - p)], fill=self.st.ink, width=lw + 1)
+            self.draw.line([(x0 + p, y1 - p), (x1 - p, y0 + p)], fill=self.st.ink, width=lw + 1)
+
+
+#: Margin around a line's ink box in its GT polygon, as a fraction of the box height
+#: (horizontal, vertical): annotated sets (ICDAR, SROIE) draw boxes with a little
+#: room around the text, and detectors trained on them predict such boxes.
+_MARGIN = (0.25, 0.1)
+
+
+def _margin(box: Sequence[float]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    h = y1 - y0
+    return (x0 - _MARGIN[0] * h, y0 - _MARGIN[1] * h, x1 + _MARGIN[0] * h, y1 + _MARGIN[1] * h)
+
+
+def _asc(font: ImageFont.FreeTypeFont) -> int:
+    return font.getmetrics()[0]
+
+
+def _desc(font: ImageFont.FreeTypeFont) -> int:
+    return font.getmetrics()[1]
+
+
+def _lh(font: ImageFont.FreeTypeFont, leading: float = 1.3) -> float:
+    a, d = font.getmetrics()
+    return (a + d) * leading
+
+
+def _cw(font: ImageFont.FreeTypeFont) -> float:
+    """Average character width, the unit of the 'separate lines' gap rule."""
+    return font.getlength("abcdefghijklmnopqrstuvwxyz0123456789") / 36.0
+
+
+def _wrap(words: list[str], font: ImageFont.FreeTypeFont, width: float, first_indent: float = 0.0) -> list[list[str]]:
+    """Greedy word wrap; a word longer than the width gets a line of its own."""
+    space = font.getlength(" ")
+    lines: list[list[str]] = []
+    cur: list[str] = []
+    cur_w = 0.0
+    avail = width - first_indent
+    for word in words:
+        ww = font.getlength(word)
+        if cur and cur_w + space + ww > avail:
+            lines.append(cur)
+            cur, cur_w, avail = [], 0.0, width
+        cur_w = ww if not cur else cur_w + space + ww
+        cur.append(word)
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+def _fit(s: str, font: ImageFont.FreeTypeFont, width: float) -> str:
+    """Drop words (then characters) from the end until ``s`` fits ``width``."""
+    words = s.split()
+    while len(words) > 1 and font.getlength(" ".join(words)) > width:
+        words.pop()
+    s = " ".join(words)
+    while len(s) > 1 and font.getlength(s) > width:
+        s = s[:-1]
+    return s.rstrip(" ,-(/")
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+_FIRST = (
+    "Anna Thomas Maria Peter Laura Daniel Sophie Martin Julia Michael Emma James Olivia David Clara "
+    "Lucas Sarah Paul Hannah Robert Elena Jonas Grace Henry Alice Oliver Nina Samuel Eva William Lena "
+    "George Amelia Victor Rosa Felix Irene Hugo Chloe Simon"
+).split()
+_LAST = (
+    "Weber Smith Muller Johnson Martin Brown Schneider Dubois Fischer Taylor Wagner Wilson Bernard "
+    "Becker Davies Hoffmann Evans Petit Schulz Walker Moreau Koch Wright Richter Thompson Klein "
+    "Roberts Wolf Clarke Laurent Schroeder Hughes Neumann Green Fontaine Jansen Visser de Vries "
+    "Bakker Hall"
+).split()
+_CO_WORDS = (
+    "Northwind Blue Harbor Summit Redwood Silverline Keystone Brightway Oakfield Granite Evergreen "
+    "Lakeside Pioneer Horizon Meridian Crescent Falcon Riverside Westbrook Ironbridge Sunrise Atlas "
+    "Beacon Cedar Copper Delta"
+).split()
+_CO_TRADES = (
+    "Trading",
+    "Logistics",
+    "Consulting",
+    "Office Supplies",
+    "Engineering",
+    "Software",
+    "Print & Design",
+    "Building Services",
+    "Electronics",
+    "Catering",
+    "Media",
+    "Tools & Hardware",
+    "Cleaning Services",
+    "Analytics",
+)
+_STREETS = (
+    "Main",
+    "High",
+    "Station",
+    "Park",
+    "Church",
+    "Mill",
+    "Oak",
+    "Victoria",
+    "King",
+    "Queen",
+    "Market",
+    "Bridge",
+    "Garden",
+    "Elm",
+    "Lake",
+    "Harbour",
+    "Chestnut",
+    "Linden",
+    "Berg",
+    "Rosen",
+)
+_ITEMS = (
+    "Consulting services",
+    "Software development (hours)",
+    "Website maintenance",
+    "Office chair, ergonomic",
+    "Standing desk 160 x 80 cm",
+    "USB-C cable 2 m",
+    "Printer paper A4, 500 sheets",
+    "Toner cartridge, black",
+    "Wireless keyboard and mouse set",
+    "LED desk lamp",
+    "Installation labour",
+    "Shipping and handling",
+    "Annual software licence",
+    "Cloud hosting, monthly plan",
+    "Network switch 24 ports",
+    "Laptop stand, aluminium",
+    "Project management",
+    "On-site support visit",
+    "Training workshop, half day",
+    "Replacement filter set",
+    "Stainless steel screws M6 (100 pcs)",
+    "Safety gloves, size L",
+    "Coffee beans 1 kg",
+    "Whiteboard markers (pack of 12)",
+    "Monitor 27 inch",
+    "External hard drive 2 TB",
+    "Translation services",
+    "Graphic design, logo revision",
+    "Catering for 20 guests",
+    "Conference room rental",
+    "Cleaning service, weekly",
+    "Spare parts kit",
+    "Paint, white matt 10 l",
+    "Copper pipe 15 mm, 3 m",
+    "Data backup service",
+    "Security audit",
+    "Delivery charge",
+    "Maintenance contract Q2",
+    "Business cards (500)",
+    "Folding table",
+)
+_CITIES = {
+    "us": (
+        ("Springfield", "IL", "62704"),
+        ("Portland", "OR", "97205"),
+        ("Austin", "TX", "78701"),
+        ("Madison", "WI", "53703"),
+        ("Denver", "CO", "80202"),
+    ),
+    "uk": (
+        ("London", "", "SW1A 2AA"),
+        ("Leeds", "", "LS1 4AP"),
+        ("Bristol", "", "BS1 5TR"),
+        ("Manchester", "", "M1 3BE"),
+        ("York", "", "YO1 7HH"),
+    ),
+    "de": (("Berlin", "", "10115"), ("Hamburg", "", "20095"), ("Munich", "", "80331"), ("Cologne", "", "50667")),
+    "fr": (("Paris", "", "75008"), ("Lyon", "", "69002"), ("Lille", "", "59000"), ("Nantes", "", "44000")),
+    "nl": (("Amsterdam", "", "1012 AB"), ("Utrecht", "", "3511 LX"), ("Rotterdam", "", "3011 AD")),
+}
+# Bank name and BIC per locale.
+_BANKS = {
+    "us": (("First National Bank", ""), ("City Savings Bank", "")),
+    "uk": (("Barclays", "BARCGB22"), ("NatWest", "NWBKGB2L")),
+    "de": (("Commerzbank", "COBADEFF"), ("Sparkasse Berlin", "BELADEBE")),
+    "fr": (("BNP Paribas", "BNPAFRPP"), ("Credit Agricole", "AGRIFRPP")),
+    "nl": (("ING Bank", "INGBNL2A"), ("ABN AMRO", "ABNANL2A")),
+}
+_COUNTRY = {"us": "USA", "uk": "United Kingdom", "de": "Germany", "fr": "France", "nl": "Netherlands"}
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+
+# Prose vocabulary for book pages.
+_SUBJ = (
+    "the old man",
+    "the woman",
+    "her brother",
+    "the captain",
+    "my father",
+    "the doctor",
+    "the children",
+    "the stranger",
+    "the girl",
+    "his mother",
+    "they",
+    "he",
+    "she",
+    "we",
+)
+_VI = (
+    "walked waited laughed turned paused listened smiled hesitated returned stood sat wondered "
+    "slept worked travelled wandered lingered rested whispered"
+).split()
+_VT = (
+    "opened closed found watched carried remembered noticed lifted followed read wrote heard "
+    "answered took left saw touched studied painted mended"
+).split()
+_ADV = (
+    "slowly",
+    "quietly",
+    "suddenly",
+    "carefully",
+    "again",
+    "softly",
+    "at last",
+    "for a while",
+    "without a word",
+    "once more",
+    "almost at once",
+    "for a long time",
+)
+_PREP = "toward across along behind beneath beside through into past near over around".split()
+_ADJ = (
+    "old small narrow cold dark quiet empty distant heavy bright grey wooden long faint broken warm "
+    "silent green pale crowded familiar hidden ancient golden wet"
+).split()
+_NOUN = (
+    "window door road river garden house letter lamp table harbour field station kitchen hill "
+    "bridge forest room staircase wall boat church market village shore lighthouse orchard valley "
+    "chapel cottage meadow courtyard library corridor"
+).split()
+_TIME = (
+    "In the morning",
+    "That evening",
+    "After a while",
+    "By the time the rain stopped",
+    "Later",
+    "Before dawn",
+    "When the bell rang",
+    "Some years later",
+    "On the third day",
+    "At noon",
+)
+_CONJ = ("and", "but", "while", "as", "because", "though", "until")
+_SPEECH = (
+    "I will be back before dark",
+    "You should have told me sooner",
+    "It is not as simple as that",
+    "We cannot stay here much longer",
+    "Nobody saw anything",
+    "Close the door, please",
+    "I never wanted any of this",
+    "Tell me what happened",
+    "The road is longer than you think",
+)
+_SAID = ("said", "replied", "whispered", "answered", "asked", "murmured")
+_BOOK_TITLES = (
+    "The Silent Harbour",
+    "A Winter in the Valley",
+    "The Long Road Home",
+    "Letters from the Coast",
+    "The Keeper of the Light",
+    "Under the Grey Sky",
+    "The Orchard House",
+    "Distant Bells",
+)
+_CHAPTER_TITLES = (
+    "The Arrival",
+    "A Letter",
+    "Across the River",
+    "The Storm",
+    "Old Friends",
+    "The Lighthouse",
+    "Small Mercies",
+    "Night Crossing",
+    "What Remained",
+    "The Market Day",
+)
+_NUM_WORDS = "One Two Three Four Five Six Seven Eight Nine Ten Eleven Twelve".split()
+
+
+def _person(rnd: random.Random) -> str:
+    return f"{rnd.choice(_FIRST)} {rnd.choice(_LAST)}"
+
+
+def _street(rnd: random.Random, loc: str) -> str:
+    name = rnd.choice(_STREETS)
+    num = rnd.randint(1, 220)
+    if loc == "de":
+        return f"{name}strasse {num}"
+    if loc == "nl":
+        return f"{name}straat {num}"
+    if loc == "fr":
+        return f"{num} rue {rnd.choice(('de la Paix', 'du Moulin', 'Pasteur', 'des Lilas', 'Victor Hugo', 'de la Gare'))}"
+    return f"{num} {name} {rnd.choice(('Street', 'Road', 'Avenue', 'Lane'))}"
+
+
+def _city_line(rnd: random.Random, loc: str) -> str:
+    city, state, pc = rnd.choice(_CITIES[loc])
+    if loc == "us":
+        return f"{city}, {state} {pc}"
+    if loc == "uk":
+        return f"{city} {pc}"
+    return f"{pc} {city}"
+
+
+def _phone(rnd: random.Random, loc: str) -> str:
+    d = lambda n: "".join(str(rnd.randint(0, 9)) for _ in range(n))  # noqa: E731
+    return {
+        "us": f"({rnd.randint(201, 989)}) {d(3)}-{d(4)}",
+        "uk": f"+44 20 {d(4)} {d(4)}",
+        "de": f"+49 30 {d(4)} {d(3)}",
+        "fr": f"+33 1 {d(2)} {d(2)} {d(2)} {d(2)}",
+        "nl": f"+31 20 {d(3)} {d(4)}",
+    }[loc]
+
+
+def _date(rnd: random.Random) -> dt.date:
+    return dt.date(rnd.randint(2015, 2025), 1, 1) + dt.timedelta(days=rnd.randint(0, 364))
+
+
+def _fmt_date(d: dt.date, fmt: str) -> str:
+    mon = _MONTHS[d.month - 1]
+    return {
+        "iso": f"{d.year:04d}-{d.month:02d}-{d.day:02d}",
+        "us": f"{d.month:02d}/{d.day:02d}/{d.year:04d}",
+        "uk": f"{d.day:02d}/{d.month:02d}/{d.year:04d}",
+        "de": f"{d.day:02d}.{d.month:02d}.{d.year:04d}",
+        "nl": f"{d.day:02d}-{d.month:02d}-{d.year:04d}",
+        "long_us": f"{mon} {d.day}, {d.year}",
+        "long_uk": f"{d.day} {mon} {d.year}",
+        "short": f"{d.day:02d} {mon[:3]} {d.year}",
+        "dash": f"{d.day:02d}-{mon[:3]}-{d.year}",
+    }[fmt]
+
+
+_DATE_FORMATS = {
+    "us": ("us", "long_us", "iso"),
+    "uk": ("uk", "long_uk", "short"),
+    "de": ("de", "iso", "short"),
+    "fr": ("uk", "iso", "dash"),
+    "nl": ("nl", "iso", "long_uk"),
+}
+
+
+def _group(n: int, sep: str) -> str:
+    s = str(n)
+    parts = []
+    while len(s) > 3:
+        parts.insert(0, s[-3:])
+        s = s[:-3]
+    parts.insert(0, s)
+    return sep.join(parts)
+
+
+def _money(cents: int, loc: str) -> str:
+    whole, frac = divmod(abs(cents), 100)
+    if loc in ("us", "uk"):
+        s = f"{_group(whole, ',')}.{frac:02d}"
+    elif loc == "fr":
+        s = f"{_group(whole, ' ')},{frac:02d}"
+    else:
+        s = f"{_group(whole, '.')},{frac:02d}"
+    return ("-" if cents < 0 else "") + s
+
+
+def _iban(rnd: random.Random, loc: str) -> str:
+    d = lambda n: "".join(str(rnd.randint(0, 9)) for _ in range(n))  # noqa: E731
+    raw = {
+        "uk": f"GB{d(2)}NWBK{d(14)}",
+        "de": f"DE{d(20)}",
+        "fr": f"FR{d(25)}",
+        "nl": f"NL{d(2)}ABNA{d(10)}",
+    }[loc]
+    return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+def _sentence(rnd: random.Random) -> str:
+    def subj() -> str:
+        return rnd.choice(_SUBJ) if rnd.random() < 0.7 else rnd.choice(_FIRST)
+
+    def np_() -> str:
+        return f"the {rnd.choice(_ADJ)} {rnd.choice(_NOUN)}" if rnd.random() < 0.5 else f"the {rnd.choice(_NOUN)}"
+
+    t = rnd.randrange(7)
+    if t == 0:
+        s = f"{subj()} {rnd.choice(_VI)} {rnd.choice(_ADV)} {rnd.choice(_PREP)} {np_()}."
+    elif t == 1:
+        s = f"{rnd.choice(_TIME)}, {subj()} {rnd.choice(_VT)} {np_()} {rnd.choice(_PREP)} {np_()}."
+    elif t == 2:
+        s = f"{subj()} {rnd.choice(_VT)} {np_()}, {rnd.choice(_CONJ)} {subj()} {rnd.choice(_VI)} {rnd.choice(_ADV)}."
+    elif t == 3:
+        s = f'"{rnd.choice(_SPEECH)}," {subj()} {rnd.choice(_SAID)}.'
+    elif t == 4:
+        s = f"There was {np_().replace('the ', 'a ', 1)} {rnd.choice(_PREP)} {np_()}, and {subj()} {rnd.choice(_VI)}."
+    elif t == 5:
+        s = f"It was {rnd.choice(_ADJ)} in {np_()}; {subj()} {rnd.choice(_VI)} {rnd.choice(_ADV)}."
+    else:
+        s = f"{subj()} {rnd.choice(_VI)} {rnd.choice(_PREP)} {np_()} and {rnd.choice(_VT)} {np_()}."
+    s = " ".join("an" if w == "a" and nxt[0] in "aeiou" else w for w, nxt in zip(s.split(), s.split()[1:] + ["."]))
+    i = 1 if s[0] == '"' else 0
+    return s[:i] + s[i].upper() + s[i + 1 :]
+
+
+def _paragraph(rnd: random.Random) -> list[str]:
+    return " ".join(_sentence(rnd) for _ in range(rnd.randint(2, 7))).split()
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@dataclass
+class _Frame:
+    left: float
+    right: float
+    top: float
+    bottom: float
+
+
+def _frame(st: _Style, rnd: random.Random) -> _Frame:
+    mx = rnd.uniform(0.6, 0.95) * st.dpi
+    mt = rnd.uniform(0.55, 0.85) * st.dpi
+    mb = rnd.uniform(0.55, 0.85) * st.dpi
+    return _Frame(mx, st.w - mx, mt, st.h - mb)
+
+
+def _invoice_doc(rnd: random.Random) -> dict:
+    loc = rnd.choice(("us", "uk", "de", "de", "fr", "nl"))
+    co = f"{rnd.choice(_CO_WORDS)} {rnd.choice(_CO_TRADES)}" if rnd.random() < 0.7 else f"{rnd.choice(_LAST)} & Partners"
+    co += {
+        "us": rnd.choice((" Inc.", " LLC", "")),
+        "uk": rnd.choice((" Ltd", " Ltd.", " plc")),
+        "de": rnd.choice((" GmbH", " GmbH & Co. KG", " AG")),
+        "fr": rnd.choice((" SARL", " SAS")),
+        "nl": rnd.choice((" B.V.", "")),
+    }[loc]
+    domain = co.split()[0].lower().strip("&,.") + rnd.choice((".com", ".net", ".eu"))
+    cur = {"us": "USD", "uk": "GBP", "de": "EUR", "fr": "EUR", "nl": "EUR"}[loc]
+    sym = {"USD": "$", "GBP": "\u00a3", "EUR": "\u20ac"}[cur]
+    # Non-ASCII currency symbols are rare on purpose.
+    if cur != "USD" and rnd.random() > 0.2:
+        sym = cur
+    return {
+        "loc": loc,
+        "company": co,
+        "street": _street(rnd, loc),
+        "city": _city_line(rnd, loc),
+        "phone": _phone(rnd, loc),
+        "email": f"{rnd.choice(('billing', 'info', 'accounts', 'office'))}@{domain}",
+        "web": f"www.{domain}",
+        "vat_id": {
+            "us": f"EIN {rnd.randint(10, 99)}-{rnd.randint(1000000, 9999999)}",
+            "uk": f"VAT Reg. No. GB {rnd.randint(100, 999)} {rnd.randint(1000, 9999)} {rnd.randint(10, 99)}",
+            "de": f"USt-IdNr. DE{rnd.randint(100000000, 999999999)}",
+            "fr": f"TVA FR{rnd.randint(10, 99)}{rnd.randint(100000000, 999999999)}",
+            "nl": f"BTW NL{rnd.randint(100000000, 999999999)}B01",
+        }[loc],
+        "cur": cur,
+        "sym": sym,
+        "sym_mode": rnd.choice(("header", "prefix", "suffix")),
+        "tax": {
+            "us": ("Sales tax", rnd.choice((6.25, 7.0, 8.5))),
+            "uk": ("VAT", 20),
+            "de": ("VAT", 19),
+            "fr": ("TVA", 20),
+            "nl": ("BTW", 21),
+        }[loc],
+        "date_fmt": rnd.choice(_DATE_FORMATS[loc]),
+        "inv_prefix": rnd.choice(("INV-", "RE-", "", "F", "#")),
+        "terms_days": rnd.choice((7, 14, 30, 30, 60)),
+        "bank": rnd.choice(_BANKS[loc]),
+        "iban": _iban(rnd, loc) if loc != "us" else "",
+        "header_shade": rnd.random() < 0.5,
+        "row_rules": rnd.random() < 0.35,
+        "label_cols": rnd.random() < 0.6,
+        "header_center": rnd.random() < 0.35,
+    }
+
+
+def _money_cell(doc: dict, cents: int) -> str:
+    s = _money(cents, doc["loc"])
+    sym = doc["sym"]
+    if len(sym) == 1 and doc["sym_mode"] != "header":  # $12.00, never "12.00 $"
+        return f"{sym}{s}"
+    if doc["sym_mode"] == "prefix":
+        return f"{sym} {s}"
+    if doc["sym_mode"] == "suffix":
+        return f"{s} {sym}"
+    return s
+
+
+def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page: int, npages: int) -> None:
+    fr = _frame(st, rnd)
+    L, R = fr.left, fr.right
+    base = st.base_pt
+    f_body = st.font(base)
+    f_bold = st.font(base, bold=True)
+    f_small = st.font(max(9.0, base - 1.5))
+    f_name = st.font(rnd.uniform(16, 24), bold=True, fam=st.head)
+    f_title = st.font(rnd.uniform(18, 28), bold=True, fam=st.head)
+    cw = _cw(f_body)
+    lh = _lh(f_body, rnd.uniform(1.25, 1.45))
+    lhs = _lh(f_small, 1.3)
+    loc = doc["loc"]
+    title = rnd.choice(("INVOICE", "INVOICE", "Invoice", "TAX INVOICE" if loc == "uk" else "INVOICE"))
+    addr = [doc["street"], doc["city"] + (f", {_COUNTRY[loc]}" if rnd.random() < 0.4 else "")]
+    addr.append(f"Phone: {doc['phone']}" if rnd.random() < 0.5 else f"Tel. {doc['phone']}")
+    addr.append(doc["email"] if rnd.random() < 0.6 else doc["web"])
+
+    # Header: company name and address; title beside it or below.
+    y = fr.top + _asc(f_name)
+    c.new_block()
+    if doc["header_center"]:
+        c.text(st.w / 2, y, doc["company"], f_name, align="center")
+        y += _desc(f_name) + lhs
+        c.text(st.w / 2, y, f"{addr[0]}, {addr[1]}", f_small, align="center")
+        y += lhs
+        c.text(st.w / 2, y, f"{addr[2]}, {addr[3]}", f_small, align="center")
+        y += lhs * 0.6
+        c.hline(L, R, y, width=max(1, round(st.dpi / 100)))
+        y += lhs * 0.6 + _asc(f_title)
+        c.new_block()
+        c.text(L, y, title, f_title)
+        y += _desc(f_title) + lh
+    else:
+        name_y = y
+        c.text(L, y, doc["company"], f_name)
+        y += _desc(f_name) + lhs
+        for a in addr:
+            c.text(L, y, a, f_small)
+            y += lhs
+        room = R - L - f_name.getlength(doc["company"]) - 6 * cw
+        c.new_block()
+        if f_title.getlength(title) < room:
+            c.text(R, name_y, title, f_title, align="right")
+            y += lh * 0.5
+        else:
+            y += lh * 0.5 + _asc(f_title)
+            c.text(L, y, title, f_title)
+            y += _desc(f_title) + lh
+
+    # Customer block (left) and invoice details (right), side by side.
+    inv_date = _date(rnd)
+    due = inv_date + dt.timedelta(days=doc["terms_days"])
+    if rnd.random() < 0.6:
+        number = f"{doc['inv_prefix']}{inv_date.year}-{rnd.randint(1, 9999):04d}"
+    else:
+        number = f"{doc['inv_prefix']}{rnd.randint(10000, 999999)}"
+    meta = [
+        ("Invoice No.:" if rnd.random() < 0.5 else "Invoice number:", number),
+        ("Invoice date:" if rnd.random() < 0.5 else "Date:", _fmt_date(inv_date, doc["date_fmt"])),
+        ("Due date:", _fmt_date(due, doc["date_fmt"])),
+    ]
+    if rnd.random() < 0.6:
+        meta.append(("Customer No.:", f"C-{rnd.randint(1000, 99999)}"))
+    if rnd.random() < 0.4:
+        meta.append(("Order ref.:", f"PO-{rnd.randint(10000, 99999)}"))
+    if npages > 1 and rnd.random() < 0.5:
+        meta.append(("Page:", f"{page + 1} of {npages}"))
+    cust_loc = loc if rnd.random() < 0.8 else rnd.choice(tuple(_CITIES))
+    cust = [rnd.choice(("Bill to:", "Invoice to:", "Customer:")), _person(rnd)]
+    if rnd.random() < 0.6:
+        cust.append(f"{rnd.choice(_CO_WORDS)} {rnd.choice(_CO_TRADES)}")
+    cust += [_street(rnd, cust_loc), _city_line(rnd, cust_loc)]
+    if cust_loc != loc:
+        cust.append(_COUNTRY[cust_loc])
+
+    y0 = y + _asc(f_body)
+    c.new_block()
+    yy = y0
+    for i, s in enumerate(cust):
+        c.text(L, yy, s, f_bold if i == 0 else f_body)
+        yy += lh
+    y_left = yy
+    c.new_block()
+    yy = y0
+    lab_w = max(f_body.getlength(k) for k, _ in meta)
+    val_w = max(f_body.getlength(v) for _, v in meta)
+    if doc["label_cols"]:
+        x_lab = R - lab_w - 3.5 * cw - val_w
+        for k, v in meta:
+            c.text(x_lab, yy, k, f_body)
+            c.text(R, yy, v, f_body, align="right")
+            yy += lh
+    else:
+        texts = [f"{k} {v}" for k, v in meta]
+        x_lab = R - max(f_body.getlength(t) for t in texts)
+        for t in texts:
+            c.text(x_lab, yy, t, f_body)
+            yy += lh
+    y = max(y_left, yy) + lh * 0.6
+
+    # Items table.
+    cur = doc["cur"]
+    hdr_desc = rnd.choice(("Description", "Description", "Item"))
+    hdr_qty = rnd.choice(("Qty", "Qty.", "Quantity"))
+    hdr_unit = rnd.choice(("Unit price", "Unit Price", "Price"))
+    hdr_amt = rnd.choice(("Amount", "Total"))
+    if doc["sym_mode"] == "header":
+        hdr_amt += f" ({cur})"
+    with_pos = rnd.random() < 0.35
+    n_items = rnd.randint(5, 15)
+    items = []
+    for _ in range(n_items):
+        desc = rnd.choice(_ITEMS)
+        if rnd.random() < 0.25:
+            desc = f"{rnd.randint(10000, 99999)} {desc}"
+        qty = rnd.choice((1, 1, 1, 2, 3, 4, 5, 10, 12, 20, 25))
+        unit = rnd.choice((rnd.randint(150, 9999), rnd.randint(1000, 99999), rnd.randint(5000, 250000)))
+        items.append((desc, qty, unit))
+    row_h = lh * rnd.uniform(1.1, 1.4)
+    totals_h = 4 * lh * 1.25 + lh
+    pay_h = 6 * lhs + 2 * lh
+    max_rows = int((fr.bottom - y - lh * 2 - totals_h - pay_h) // row_h)
+    items = items[: max(1, min(len(items), max_rows))]
+
+    amt_cells = [_money_cell(doc, q * u) for _, q, u in items]
+    unit_cells = [_money_cell(doc, u) for _, _, u in items]
+    big_total = sum(q * u for _, q, u in items) * 1.3
+    w_amt = max(f_body.getlength(s) for s in [*amt_cells, _money_cell(doc, int(big_total))])
+    w_amt = max(w_amt, f_bold.getlength(hdr_amt))
+    w_unit = max(max(f_body.getlength(s) for s in unit_cells), f_bold.getlength(hdr_unit))
+    w_qty = max(f_body.getlength("999"), f_bold.getlength(hdr_qty))
+    gap = 4 * cw
+    x_amt = R
+    x_unit = x_amt - w_amt - gap
+    x_qty = x_unit - w_unit - gap
+    x_desc = L + (f_bold.getlength("Pos.") + gap if with_pos else 0)
+    desc_max = x_qty - w_qty - gap - x_desc
+
+    c.new_block()
+    y += _asc(f_bold)
+    if doc["header_shade"]:
+        shade = (L - cw * 0.5, y - _asc(f_bold) - lh * 0.25, R + cw * 0.5, y + _desc(f_bold) + lh * 0.25)
+        c.rect(shade, fill=max(0, st.paper - 28))
+    else:
+        c.hline(L, R, y - _asc(f_bold) - lh * 0.3)
+    if with_pos:
+        c.text(L, y, "Pos.", f_bold)
+    c.text(x_desc, y, hdr_desc, f_bold)
+    c.text(x_qty, y, hdr_qty, f_bold, align="right")
+    c.text(x_unit, y, hdr_unit, f_bold, align="right")
+    c.text(x_amt, y, hdr_amt, f_bold, align="right")
+    y += _desc(f_bold) + lh * 0.3
+    c.hline(L, R, y, width=max(1, round(st.dpi / 100)))
+    y += row_h - _desc(f_bold) - lh * 0.3 + lh * 0.15
+    for i, ((desc, qty, _), unit_s, amt_s) in enumerate(zip(items, unit_cells, amt_cells)):
+        if with_pos:
+            c.text(L, y, str(i + 1), f_body)
+        c.text(x_desc, y, _fit(desc, f_body, desc_max), f_body)
+        c.text(x_qty, y, str(qty), f_body, align="right")
+        c.text(x_unit, y, unit_s, f_body, align="right")
+        c.text(x_amt, y, amt_s, f_body, align="right")
+        if doc["row_rules"] and i < len(items) - 1:
+            c.hline(L, R, y + (row_h - _asc(f_body) + _desc(f_body)) / 2, fill=min(255, st.ink + 120))
+        y += row_h
+    y += -row_h + _desc(f_body) + lh * 0.4
+    c.hline(L, R, y, width=max(1, round(st.dpi / 100)))
+    y += lh * 0.6
+
+    # Totals: labels under the unit-price column, values under amounts.
+    subtotal = sum(q * u for _, q, u in items)
+    tax_name, rate = doc["tax"]
+    tax = round(subtotal * rate / 100)
+    rate_s = f"{rate:g}%" if loc in ("us", "uk") else f"{rate:g}".replace(".", ",") + " %"
+    rows = [("Subtotal", subtotal, False)]
+    if rnd.random() < 0.3:
+        ship = rnd.randint(490, 4990)
+        rows.append(("Shipping", ship, False))
+        subtotal += ship
+        tax = round(subtotal * rate / 100)
+    rows.append((f"{tax_name} {rate_s}", tax, False))
+    rows.append((rnd.choice(("Total", "Total due", "TOTAL", f"Total {cur}")), subtotal + tax, True))
+    w_tval = max(f_bold.getlength(_money_cell(doc, cents)) for _, cents, _ in rows)
+    w_tlab = max(f_bold.getlength(label) for label, _, _ in rows)
+    x_tlab = min(x_unit - w_unit, R - w_tval - gap - w_tlab)
+    c.new_block()
+    for k, (label, cents, bold) in enumerate(rows):
+        f = f_bold if bold else f_body
+        if bold:
+            c.hline(x_tlab, R, y - lh * 0.15)
+            y += lh * 0.2
+        y += _asc(f)
+        c.text(x_tlab, y, label, f)
+        c.text(R, y, _money_cell(doc, cents), f, align="right")
+        y += lh - _asc(f)
+    y += lh * 0.8
+
+    # Payment terms and bank details.
+    c.new_block()
+    terms = rnd.choice(
+        (
+            f"Payment due within {doc['terms_days']} days of the invoice date.",
+            f"Terms: net {doc['terms_days']} days.",
+            f"Please pay the total amount by {_fmt_date(due, doc['date_fmt'])}.",
+        )
+    )
+    y += _asc(f_small)
+    for words in _wrap(terms.split(), f_small, R - L):
+        c.text(L, y, " ".join(words), f_small)
+        y += lhs
+    bank_name, bic = doc["bank"]
+    bank = [f"Bank: {bank_name}"]
+    if doc["iban"]:
+        bank += [f"IBAN: {doc['iban']}", f"BIC: {bic}{rnd.choice(('', 'XXX'))}"]
+    else:
+        bank += [f"Account no. {rnd.randint(10**9, 10**10 - 1)}", f"Routing no. {rnd.randint(10**8, 10**9 - 1)}"]
+    for s in bank:
+        if y + lhs > fr.bottom - 2 * lhs:
+            break
+        c.text(L, y, s, f_small)
+        y += lhs
+    if rnd.random() < 0.6 and y + lh < fr.bottom - 2 * lhs:
+        y += lhs * 0.5
+        thanks = ("Thank you for your business!", "Thank you for your order.", "We appreciate your prompt payment.")
+        c.text(L, y, rnd.choice(thanks), f_body)
+
+    # Footer.
+    c.new_block()
+    yf = fr.bottom + _asc(f_small) * 0.2
+    foot = f"{doc['company']}, {doc['street']}, {doc['city']}"
+    c.text(st.w / 2, yf - lhs, _fit(foot, f_small, R - L), f_small, align="center")
+    c.text(st.w / 2, yf, _fit(f"{doc['vat_id']}, {doc['web']}", f_small, R - L), f_small, align="center")
+
+
+_FORM_TITLES = (
+    "APPLICATION FORM",
+    "Membership Application",
+    "Change of Address Request",
+    "Employee Information Form",
+    "Customer Registration Form",
+    "Tenancy Application",
+    "Account Opening Form",
+    "VOLUNTEER REGISTRATION",
+)
+_ORGS = (
+    "City of Eastbrook - Department of Housing",
+    "Lakeside Community Sports Club",
+    "Meridian Insurance Group",
+    "Northwind Trading Ltd - Human Resources",
+    "Oakfield Public Library",
+    "Keystone Savings Bank",
+    "Riverside Medical Centre",
+)
+
+
+def _form_sections(rnd: random.Random, loc: str) -> list[tuple[str, list[tuple[str, object]]]]:
+    """Section title and fields; a field value is a string or a checkbox spec."""
+    dfmt = rnd.choice(_DATE_FORMATS[loc])
+    first, last = rnd.choice(_FIRST), rnd.choice(_LAST)
+
+    def checks(*opts: str) -> tuple[tuple[str, ...], int]:
+        return (opts, rnd.randrange(len(opts)))
+
+    personal = [
+        ("Title", checks("Mr", "Mrs", "Ms", "Dr")),
+        ("First name", first),
+        ("Last name", last),
+        ("Date of birth", _fmt_date(dt.date(rnd.randint(1950, 2004), rnd.randint(1, 12), rnd.randint(1, 28)), dfmt)),
+        ("Place of birth", rnd.choice(_CITIES[loc])[0]),
+        ("Nationality", rnd.choice(("British", "German", "French", "Dutch", "American", "Irish", "Spanish"))),
+        ("ID / Passport number", f"{rnd.choice('CXPLK')}{rnd.randint(1000000, 9999999)}"),
+    ]
+    contact = [
+        ("Street address", _street(rnd, loc)),
+        ("Postcode and city", _city_line(rnd, loc)),
+        ("Country", _COUNTRY[loc]),
+        ("Phone", _phone(rnd, loc)),
+        ("Email", f"{first.lower()}.{last.lower().replace(' ', '')}@example.com"),
+        ("Preferred contact", checks("Email", "Phone", "Post")),
+    ]
+    job = [
+        ("Employer", f"{rnd.choice(_CO_WORDS)} {rnd.choice(_CO_TRADES)}"),
+        ("Job title", rnd.choice(("Accountant", "Nurse", "Teacher", "Engineer", "Sales Manager", "Electrician", "Student"))),
+        ("Start date", _fmt_date(_date(rnd), dfmt)),
+        ("Employment type", checks("Full-time", "Part-time", "Self-employed")),
+        ("Annual income", f"{rnd.randint(18, 95)},{rnd.choice(('000', '500'))}"),
+    ]
+    emergency = [
+        ("Name", _person(rnd)),
+        ("Relationship", rnd.choice(("Spouse", "Sister", "Brother", "Mother", "Father", "Friend", "Partner"))),
+        ("Phone", _phone(rnd, loc)),
+    ]
+    bank = [
+        ("Account holder", f"{first} {last}"),
+        ("Bank name", rnd.choice(("City Savings Bank", "ING Bank", "Barclays", "Commerzbank"))),
+        ("IBAN", _iban(rnd, loc if loc != "us" else "uk")),
+    ]
+    extra = [
+        ("Do you hold a valid driving licence?", checks("Yes", "No")),
+        ("Have you lived at this address for more than 3 years?", checks("Yes", "No")),
+        ("How did you hear about us?", checks("Friend", "Website", "Newspaper", "Other")),
+        ("Number of dependants", str(rnd.randint(0, 4))),
+    ]
+    secs = [
+        ("Personal details", personal),
+        ("Contact information", contact),
+        (rnd.choice(("Employment", "Employment details")), job),
+        ("Emergency contact", emergency),
+        ("Bank details", bank),
+        ("Additional information", extra),
+    ]
+    head, tail = secs[:2], secs[2:]
+    rnd.shuffle(tail)
+    return head + tail
+
+
+def _form_doc(rnd: random.Random) -> dict:
+    loc = rnd.choice(("us", "uk", "de", "fr", "nl"))
+    return {
+        "loc": loc,
+        "title": rnd.choice(_FORM_TITLES),
+        "org": rnd.choice(_ORGS),
+        "code": (
+            f"Form {rnd.choice(('HR', 'AP', 'MB', 'CA', 'RG'))}-{rnd.randint(1, 99):02d}"
+            f" (rev. {rnd.randint(1, 12):02d}/{rnd.randint(2015, 2024)})"
+        ),
+        "numbering": rnd.choice(("num", "letter", "section")),
+        "shade": rnd.random() < 0.5,
+        "caps": rnd.random() < 0.3,
+        "value_mono": rnd.random() < 0.4,
+        "layout": rnd.choice(("column", "column", "boxed", "inline", "two")),
+    }
+
+
+def _layout_form(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page: int, npages: int) -> None:
+    fr = _frame(st, rnd)
+    L, R = fr.left, fr.right
+    base = st.base_pt
+    f_lab = st.font(base)
+    f_small = st.font(max(9.0, base - 1.5))
+    f_val = st.font(base + rnd.uniform(0, 1.5), fam=st.mono if doc["value_mono"] else st.body)
+    f_head = st.font(base + rnd.uniform(1.5, 3.5), bold=True, fam=st.head)
+    f_title = st.font(rnd.uniform(16, 22), bold=True, fam=st.head)
+    cw = _cw(f_lab)
+    lh = _lh(f_lab, rnd.uniform(1.3, 1.5))
+    lhs = _lh(f_small, 1.3)
+    row_h = max(lh, _lh(f_val, 1.3)) * rnd.uniform(1.25, 1.6)
+    bottom = fr.bottom - 2 * lhs
+
+    # Organisation and form code, then title and instructions.
+    y = fr.top + _asc(f_small)
+    c.new_block()
+    org = _fit(doc["org"], f_small, (R - L) * 0.6)
+    c.text(L, y, org, f_small)
+    c.new_block()
+    c.text(R, y, _fit(doc["code"], f_small, (R - L) * 0.35), f_small, align="right")
+    y += lhs * 1.2 + _asc(f_title)
+    c.new_block()
+    title = doc["title"] + (" (continued)" if page > 0 else "")
+    if rnd.random() < 0.5:
+        c.text(st.w / 2, y, title, f_title, align="center")
+    else:
+        c.text(L, y, title, f_title)
+    y += _desc(f_title) + lh * 0.8
+    if page == 0:
+        c.new_block()
+        instr = rnd.choice(
+            (
+                "Please complete all sections in BLOCK CAPITALS and return the signed form to the address below.",
+                "Fields marked with an asterisk are mandatory. Incomplete forms may delay the processing of your request.",
+                "Please read the notes before completing this form. Use black ink and tick the boxes that apply.",
+            )
+        )
+        y += _asc(f_small)
+        for words in _wrap(instr.split(), f_small, R - L):
+            c.text(L, y, " ".join(words), f_small)
+            y += lhs
+        y += lh * 0.3
+
+    sections = _form_sections(rnd, doc["loc"])
+    start = page * 3 % len(sections)
+    sections = sections[start:] + sections[:start]
+    caps = doc["caps"]
+    for si, (sec_title, fields) in enumerate(sections):
+        fields = [f for f in fields if rnd.random() < 0.85] or fields[:1]
+        head_h = lh * 1.8
+        if y + head_h + row_h * 2 > bottom:
+            break
+        # Section heading.
+        num = si + 1 + page * 3
+        label = {
+            "num": f"{num}. {sec_title}",
+            "letter": f"{chr(64 + min(num, 26))}. {sec_title}",
+            "section": f"Section {num}: {sec_title}",
+        }[doc["numbering"]]
+        y += _desc(f_lab) + lh * 0.9 + _asc(f_head)
+        c.new_block()
+        if doc["shade"]:
+            c.rect((L - cw * 0.5, y - _asc(f_head) - lh * 0.25, R, y + _desc(f_head) + lh * 0.25), fill=max(0, st.paper - 30))
+            c.text(L, y, label, f_head)
+        else:
+            c.text(L, y, label, f_head)
+            c.hline(L, R, y + _desc(f_head) + lh * 0.2, width=max(1, round(st.dpi / 100)))
+        y += _desc(f_head) + lh * 0.4
+
+        layout = doc["layout"]
+        lab_w = max(f_lab.getlength(k + ":") for k, _ in fields)
+        if layout == "two" and lab_w > (R - L) * 0.22:
+            layout = "column"
+        if layout == "column" and lab_w > (R - L) * 0.45:
+            layout = "inline"
+        vx = L + lab_w + 3.5 * cw
+        i = 0
+        while i < len(fields):
+            if y + row_h > bottom:
+                break
+            key, val = fields[i]
+            label_s = key if key.endswith("?") else key + ":"
+            if isinstance(val, tuple):
+                y = _form_checks(c, st, f_lab, label_s, val, L, R, y, row_h, lh, cw)
+                i += 1
+                continue
+            v = val.upper() if caps else val
+            c.new_block()
+            if layout == "inline":
+                y += row_h
+                c.text(L, y, _fit(f"{label_s} {v}", f_lab, R - L), f_lab)
+                i += 1
+            elif layout == "column":
+                y += row_h
+                c.text(L, y, label_s, f_lab)
+                c.text(vx + cw * 0.5, y, _fit(v, f_val, R - vx - cw), f_val)
+                c.hline(vx, R, y + _desc(f_val) + 3, fill=min(255, st.ink + 90))
+                i += 1
+            elif layout == "boxed":
+                # One or two boxes per row; a small label inside the top-left of each.
+                pair = [fields[i]]
+                if i + 1 < len(fields) and not isinstance(fields[i + 1][1], tuple) and rnd.random() < 0.6:
+                    pair.append(fields[i + 1])
+                box_h = lhs + _lh(f_val, 1.2) + lh * 0.3
+                if y + box_h + lh * 0.3 > bottom:
+                    break
+                y_top = y + lh * 0.3
+                bw = (R - L) / len(pair)
+                for j, (k2, v2) in enumerate(pair):
+                    bx = L + j * bw
+                    c.rect((bx, y_top, bx + bw - (cw if j < len(pair) - 1 else 0), y_top + box_h), outline=st.ink)
+                    c.text(bx + cw * 0.6, y_top + lhs * 0.25 + _asc(f_small), k2, f_small)
+                    v2 = v2.upper() if caps else v2
+                    y_val = y_top + lhs * 0.4 + _asc(f_small) + _desc(f_small) + _asc(f_val) + lh * 0.1
+                    c.text(bx + cw * 0.6, y_val, _fit(v2, f_val, bw - 3 * cw), f_val)
+                y = y_top + box_h
+                i += len(pair)
+            else:  # "two": two label/value pairs per row when both values fit
+                y += row_h
+                half = (R - L) / 2
+                room = half - lab_w - 8.5 * cw
+
+                def fits(v: object) -> bool:
+                    return isinstance(v, str) and f_val.getlength(v.upper() if caps else v) <= room
+
+                pair = [fields[i]]
+                if i + 1 < len(fields) and fits(val) and fits(fields[i + 1][1]):
+                    pair.append(fields[i + 1])
+                for j, (k2, v2) in enumerate(pair):
+                    x0 = L + j * half
+                    lab = k2 if k2.endswith("?") else k2 + ":"
+                    c.text(x0, y, lab, f_lab)
+                    xv = x0 + lab_w + 3.5 * cw
+                    x_end = x0 + half - 4 * cw if len(pair) == 2 else R
+                    v2 = v2.upper() if caps else v2
+                    c.text(xv + cw * 0.5, y, _fit(v2, f_val, x_end - xv - cw), f_val)
+                    c.hline(xv, x_end, y + _desc(f_val) + 3, fill=min(255, st.ink + 90))
+                i += len(pair)
+        y += lh * 0.2
+
+    # Declaration and signature on the last page, when it fits.
+    if page == npages - 1 and y + 6 * lh < bottom:
+        c.new_block()
+        y += lh * 0.8 + _asc(f_small)
+        decl = "I declare that the information given in this form is correct and complete to the best of my knowledge."
+        for words in _wrap(decl.split(), f_small, R - L):
+            c.text(L, y, " ".join(words), f_small)
+            y += lhs
+        y += lh * 1.5
+        c.new_block()
+        c.text(L, y, "Signature:", f_lab)
+        sx = L + f_lab.getlength("Signature:") + 2 * cw
+        c.hline(sx, L + (R - L) * 0.5, y + 2)
+        dx = L + (R - L) * 0.55
+        c.text(dx, y, "Date:", f_lab)
+        c.text(dx + f_lab.getlength("Date:") + 4 * cw, y, _fmt_date(_date(rnd), rnd.choice(_DATE_FORMATS[doc["loc"]])), f_val)
+
+    c.new_block()
+    yf = fr.bottom
+    c.text(L, yf, _fit(doc["code"], f_small, (R - L) * 0.5), f_small)
+    c.text(R, yf, f"Page {page + 1} of {npages}", f_small, align="right")
+
+
+def _form_checks(
+    c: _Canvas,
+    st: _Style,
+    font: ImageFont.FreeTypeFont,
+    label: str,
+    spec: tuple[tuple[str, ...], int],
+    L: float,
+    R: float,
+    y: float,
+    row_h: float,
+    lh: float,
+    cw: float,
+) -> float:
+    """A question followed by checkbox options; wraps options onto more rows."""
+    opts, chosen = spec
+    c.new_block()
+    y += row_h
+    c.text(L, y, label, font)
+    box = _asc(font) * 0.85
+    x = L + font.getlength(label) + 4 * cw
+    for k, opt in enumerate(opts):
+        need = box + cw * 2.5 + font.getlength(opt)
+        if x + need > R:
+            y += row_h
+            x = L + 4 * cw
+        c.checkbox(x, y, box, k == chosen)
+        c.text(x + box + cw * 2.5, y, opt, font)
+        x += need + 4 * cw
+    return y
+
+
+def _book_doc(rnd: random.Random) -> dict:
+    return {
+        "title": rnd.choice(_BOOK_TITLES),
+        "author": _person(rnd),
+        "first_page": rnd.randint(3, 320),
+        "chapter": rnd.randint(1, 12),
+        "header": rnd.choice(("center", "outer", "none")),
+        "justify": rnd.random() < 0.65,
+        "indent": rnd.random() < 0.75,
+        "indent_em": rnd.uniform(1.0, 2.5),
+        "leading": rnd.uniform(1.2, 1.45),
+        "carry": [],
+    }
+
+
+def _layout_book(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page: int, npages: int) -> None:
+    fr = _frame(st, rnd)
+    L, R = fr.left, fr.right
+    f_body = st.font(st.base_pt)
+    f_small = st.font(max(9.0, st.base_pt - 1.5))
+    lh = _lh(f_body, doc["leading"])
+    space = f_body.getlength(" ")
+    pno = doc["first_page"] + page
+    y = fr.top + _asc(f_small)
+
+    # Running header: title or author, page number on the outer edge.
+    if doc["header"] != "none":
+        c.new_block()
+        running = doc["title"] if pno % 2 else doc["author"]
+        running = running.upper() if rnd.random() < 0.5 else running
+        if doc["header"] == "center":
+            c.text(st.w / 2, y, running, f_small, align="center")
+        elif pno % 2:
+            c.text(L, y, running, f_small)
+            c.new_block()
+            c.text(R, y, str(pno), f_small, align="right")
+        else:
+            c.text(L, y, str(pno), f_small)
+            c.new_block()
+            c.text(R, y, running, f_small, align="right")
+        y += lh * 1.5
+
+    carry = doc["carry"]
+    if (page == 0 and not carry and rnd.random() < 0.5) or (not carry and rnd.random() < 0.12):
+        f_ch = st.font(rnd.uniform(13, 16), fam=st.head, bold=rnd.random() < 0.5)
+        f_ct = st.font(rnd.uniform(18, 26), fam=st.head, bold=True)
+        y += st.h * rnd.uniform(0.05, 0.15) + _asc(f_ch)
+        c.new_block()
+        n = doc["chapter"]
+        c.text(st.w / 2, y, rnd.choice((f"Chapter {n}", f"CHAPTER {_NUM_WORDS[n - 1].upper()}", f"{n}")), f_ch, align="center")
+        y += _desc(f_ch) + lh * 0.5 + _asc(f_ct)
+        c.text(st.w / 2, y, rnd.choice(_CHAPTER_TITLES), f_ct, align="center")
+        y += _desc(f_ct) + lh * 2
+        doc["chapter"] = n % 12 + 1
+        first_indent = False
+    else:
+        y += lh * 0.3
+        first_indent = True
+
+    y += _asc(f_body)
+    y_stop = fr.bottom - (0.0 if doc["header"] == "outer" else lh)
+    indent = f_body.size * doc["indent_em"] if doc["indent"] else 0.0
+    width = R - L
+    while y <= y_stop:
+        if carry:
+            words, ind, carry = carry, 0.0, []
+        else:
+            words = _paragraph(rnd)
+            ind = indent if first_indent else 0.0
+        first_indent = True
+        wrapped = _wrap(words, f_body, width, ind)
+        c.new_block()
+        for k, line in enumerate(wrapped):
+            if y > y_stop:
+                carry = [w for rest in wrapped[k:] for w in rest]
+                break
+            x0 = L + (ind if k == 0 else 0.0)
+            last = k == len(wrapped) - 1
+            natural = f_body.getlength(" ".join(line))
+            slack = (R - x0 - natural) / max(1, len(line) - 1)
+            # Justify only when the widened spaces stay word spaces (< ~2 spaces extra).
+            if doc["justify"] and not last and len(line) > 1 and slack < 2.0 * space:
+                c.justified(x0, R, y, line, f_body)
+            else:
+                c.text(x0, y, " ".join(line), f_body)
+            y += lh
+        if not doc["indent"]:
+            y += lh * 0.5
+    doc["carry"] = carry
+
+    if doc["header"] in ("none", "center"):
+        c.new_block()
+        c.text(st.w / 2, fr.bottom + lh * 0.5, str(pno), f_small, align="center")
+
+
+_LAYOUTS: dict[str, tuple[Callable[[random.Random], dict], Callable[..., None]]] = {
+    "invoice": (_invoice_doc, _layout_invoice),
+    "form": (_form_doc, _layout_form),
+    "book": (_book_doc, _layout_book),
+}
+
+# --------------------------------------------------------------------------- damage
+
+
+def _damage(
+    gray: np.ndarray, polys: np.ndarray, st: _Style, nrng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Make a clean render look scanned; returns (uint8 image, moved polygons, parameters).
+
+    Order follows the physics: text on the back shows through the paper (a
+    faint, blurred, mirrored and shifted copy of this page's ink stands in for
+    it), the sheet is skewed on the scanner glass, the lamp lights it unevenly,
+    the optics blur, the sensor adds noise and the scanner stores a JPEG.
+    """
+    h, w = gray.shape
+    img = gray.astype(np.float32)
+    paper = float(st.paper)
+
+    bleed = 0.0
+    if nrng.random() < 0.6:
+        bleed = float(nrng.uniform(0.04, 0.11))
+        ghost = np.clip(paper - img, 0.0, None)[:, ::-1]
+        ghost = np.roll(ghost, (int(nrng.integers(h // 8, h // 2)), int(nrng.integers(-w // 20, w // 20))), axis=(0, 1))
+        ghost = cv2.GaussianBlur(ghost, (0, 0), 1.8)
+        img -= bleed * ghost
+
+    skew = float(nrng.uniform(-1.5, 1.5))
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), skew, 1.0)
+    img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
+    if len(polys):
+        polys = polys @ m[:, :2].T + m[:, 2]
+
+    light = float(nrng.uniform(0.04, 0.2))
+    theta = float(nrng.uniform(0.0, 2.0 * math.pi))
+    cx, cy = nrng.uniform(0.0, 1.0, 2)
+    xs = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
+    ys = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
+    ramp = (math.cos(theta) * xs + math.sin(theta) * ys).astype(np.float32)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    radial = ((xs - cx) ** 2 + (ys - cy) ** 2) / 2.0
+    img *= 1.0 - light * (0.6 * ramp + 0.4 * radial)
+
+    blur = float(nrng.uniform(0.3, 1.0))
+    img = cv2.GaussianBlur(img, (0, 0), blur)
+    noise = float(nrng.uniform(2.0, 8.0))
+    img += nrng.standard_normal(img.shape, dtype=np.float32) * noise
+
+    out = _finish(img, st)
+    quality = int(nrng.integers(40, 71))
+    buf = io.BytesIO()
+    Image.fromarray(out).save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as reread:
+        out = np.array(reread)
+
+    params = {
+        "skew_deg": round(skew, 4),
+        "noise_sigma": round(noise, 3),
+        "blur_sigma": round(blur, 3),
+        "jpeg_quality": quality,
+        "lighting": round(light, 4),
+        "bleed_through": round(bleed, 4),
+    }
+    return out, polys, params
+
+
+def _finish(img: np.ndarray, st: _Style) -> np.ndarray:
+    """Float grayscale -> uint8, tinted RGB for colour documents."""
+    if st.rgb:
+        img = img[:, :, None] * np.asarray(st.tint, dtype=np.float32)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _render_page(
+    kind: str, st: _Style, doc: dict, rnd: random.Random, nrng: np.random.Generator, page: int, npages: int, damage: bool
+) -> tuple[Image.Image, dict]:
+    c = _Canvas(st)
+    _LAYOUTS[kind][1](c, st, doc, rnd, page, npages)
+    polys = np.array(
+        [[[l, t], [r, t], [r, b], [l, b]] for l, t, r, b in (ln.box for ln in c.lines)], dtype=np.float64
+    ).reshape(-1, 4, 2)
+    gray = np.asarray(c.img)
+    if damage:
+        arr, polys, params = _damage(gray, polys, st, nrng)
+    else:
+        arr, params = _finish(gray.astype(np.float32), st), {}
+    if len(polys):
+        polys[..., 0] = np.clip(polys[..., 0], 0, st.w)
+        polys[..., 1] = np.clip(polys[..., 1], 0, st.h)
+    lines = [
+        {"text": ln.text, "polygon": [[round(float(x), 2), round(float(y), 2)] for x, y in p], "block_index": ln.block}
+        for ln, p in zip(c.lines, polys)
+    ]
+    gt = {
+        "page_index": page,
+        "width": st.w,
+        "height": st.h,
+        "text": "\n".join(ln.text for ln in c.lines if ln.text),
+        "lines": lines,
+        "damage": params,
+    }
+    return Image.fromarray(arr), gt
+
+
+def _save(images: list[Image.Image], path: Path, fmt: str, dpi: int, rnd: random.Random) -> None:
+    first, rest = images[0], images[1:]
+    if fmt == "png":
+        first.save(path, "PNG", dpi=(dpi, dpi), compress_level=3)
+    elif fmt == "jpeg":
+        first.save(path, "JPEG", quality=_JPEG_QUALITY, dpi=(dpi, dpi))
+    elif fmt == "tiff":
+        compression = rnd.choice(("tiff_lzw", "tiff_adobe_deflate"))
+        first.save(path, "TIFF", save_all=True, append_images=rest, compression=compression, dpi=(dpi, dpi))
+    elif fmt == "pdf":
+        first.save(
+            path,
+            "PDF",
+            save_all=True,
+            append_images=rest,
+            resolution=float(dpi),
+            quality=_JPEG_QUALITY,
+            title=path.stem,
+            creationDate=_PDF_TIME,
+            modDate=_PDF_TIME,
+        )
+    else:  # validated in generate()
+        raise ValueError(f"unknown format {fmt!r}")
+
+
+def _normalise_formats(formats: Sequence[str]) -> list[str]:
+    if isinstance(formats, str):
+        formats = (formats,)
+    out = []
+    for f in formats:
+        f2 = _FORMAT_ALIASES.get(str(f).lower(), str(f).lower())
+        if f2 not in FORMATS:
+            raise ValueError(f"unknown format {f!r}; expected one of {', '.join(FORMATS)}")
+        out.append(f2)
+    if not out:
+        raise ValueError(f"formats is empty; expected some of {', '.join(FORMATS)}")
+    return out
+
+
+def generate(
+    dest: str | os.PathLike,
+    pages: int,
+    kind: str,
+    seed: int = 0,
+    formats: Sequence[str] = ("png", "tiff", "pdf"),
+    damage: bool = True,
+    dpi: int = 150,
+) -> list[Path]:
+    """Write synthetic documents totalling ``pages`` pages into ``dest``.
+
+    Documents are written round-robin over ``formats``: png and jpeg documents
+    have one page, tiff (multi-frame) and pdf (raster, one image per page) have
+    one to three, and the last document is shortened so the total is exactly
+    ``pages``. Each document ``{kind}_{seed:04d}_{i:04d}.{ext}`` gets a
+    ground-truth file ``{kind}_{seed:04d}_{i:04d}.json`` beside it with the
+    text lines of every page, their polygons in page pixels (after skew) and
+    the damage applied.
+
+    Args:
+        dest: output directory, created if missing.
+        pages: total number of pages, at least 1.
+        kind: one of :data:`KINDS`.
+        seed: non-negative seed; the same arguments give byte-identical files.
+        formats: cycle of output formats from :data:`FORMATS` ("jpg" and "tif"
+            are accepted as aliases).
+        damage: simulate a scan (skew, blur, noise, lighting, bleed-through,
+            JPEG artefacts); False gives clean renders.
+        dpi: resolution; pages are A4 (1240 x 1754 pixels at 150 dpi).
+
+    Returns:
+        Paths of the written documents (not of the JSON files), in order.
+
+    Raises:
+        ValueError: unknown kind or format, ``pages < 1``, negative seed or
+            a dpi outside 50-600.
+        RuntimeError: no TrueType font is installed.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if isinstance(pages, bool) or not isinstance(pages, int) or pages < 1:
+        raise ValueError(f"pages must be an integer >= 1, got {pages!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 50 <= int(dpi) <= 600:
+        raise ValueError(f"dpi must be between 50 and 600, got {dpi!r}")
+    dpi = int(dpi)
+    fmts = _normalise_formats(formats)
+    _families()  # fail early, before writing anything, when no font exists
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    plan = random.Random(seed)
+    written: list[Path] = []
+    remaining = pages
+    i = 0
+    while remaining > 0:
+        fmt = fmts[i % len(fmts)]
+        n = min(plan.randint(1, _MAX_PAGES_PER_DOC), remaining) if fmt in _MULTI_PAGE else 1
+        written.append(_write_document(dest, kind, seed, i, fmt, n, damage, dpi))
+        remaining -= n
+        i += 1
+    log.info("synth: wrote %d %s documents (%d pages) to %s", len(written), kind, pages, dest)
+    return written
+
+
+def _write_document(dest: Path, kind: str, seed: int, index: int, fmt: str, npages: int, damage: bool, dpi: int) -> Path:
+    # Independent streams per document, so a document does not change when
+    # an earlier one gets another page count.
+    rnd = random.Random(seed * 1_000_003 + index)
+    nrng = np.random.default_rng([seed, index])
+    st = _pick_style(kind, rnd, dpi)
+    doc = _LAYOUTS[kind][0](rnd)
+    images, gts = [], []
+    for p in range(npages):
+        im, gt = _render_page(kind, st, doc, rnd, nrng, p, npages, damage)
+        images.append(im)
+        gts.append(gt)
+    stem = f"{kind}_{seed:04d}_{index:04d}"
+    path = dest / f"{stem}.{_EXT[fmt]}"
+    _save(images, path, fmt, dpi, rnd)
+    meta = {
+        "doc": stem,
+        "kind": kind,
+        "file": path.name,
+        "format": fmt,
+        "seed": seed,
+        "damaged": bool(damage),
+        "dpi": dpi,
+        "pages": gts,
+    }
+    (dest / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    log.debug("synth: %s (%d pages, fonts %s/%s)", path.name, npages, st.body.name, st.head.name)
+    return path
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.synth DEST --pages N --kind K``: write a test set."""
+    ap = argparse.ArgumentParser(prog="python -m pipeline.synth", description=__doc__.splitlines()[0])
+    ap.add_argument("dest")
+    ap.add_argument("--pages", type=int, default=10)
+    ap.add_argument("--kind", choices=KINDS, default="invoice")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--formats", default="png,tiff,pdf", help="comma-separated, from " + ",".join(FORMATS))
+    ap.add_argument("--clean", action="store_true", help="no scan damage")
+    ap.add_argument("--dpi", type=int, default=150)
+    a = ap.parse_args(argv)
+    for p in generate(a.dest, a.pages, a.kind, a.seed, a.formats.split(","), not a.clean, a.dpi):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

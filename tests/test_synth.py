@@ -1,0 +1,208 @@
+"""Tests for the synthetic document generator (``pipeline.synth``).
+
+Fast and offline: small page counts, mostly at a low dpi.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pypdfium2
+import pytest
+from PIL import Image, ImageSequence
+
+from pipeline import synth
+from pipeline.synth import _MARGIN, FORMATS, KINDS, generate
+
+DOC_KEYS = {"doc", "kind", "file", "format", "seed", "damaged", "dpi", "pages"}
+PAGE_KEYS = {"page_index", "width", "height", "text", "lines", "damage"}
+LINE_KEYS = {"text", "polygon", "block_index"}
+DAMAGE_KEYS = {"skew_deg", "noise_sigma", "blur_sigma", "jpeg_quality", "lighting", "bleed_through"}
+
+
+def _gt(path: Path) -> dict:
+    return json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    """Decode every page (frame) of a written raster image to grayscale pixels."""
+    with Image.open(path) as im:
+        return [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(im)]
+
+
+def test_bad_kind_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="invoice, form, book"):
+        generate(tmp_path, 1, "letter")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"pages": 0}, {"pages": 1, "formats": ("bmp",)}, {"pages": 1, "formats": ()}, {"pages": 1, "seed": -1}],
+)
+def test_bad_arguments_raise(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        generate(tmp_path, kind="form", **kwargs)
+
+
+def test_deterministic_bytes(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", 5, "invoice", seed=3, formats=FORMATS, dpi=72)
+    b = generate(tmp_path / "b", 5, "invoice", seed=3, formats=FORMATS, dpi=72)
+    assert [p.name for p in a] == [p.name for p in b]
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+        assert pa.with_suffix(".json").read_bytes() == pb.with_suffix(".json").read_bytes()
+    c = generate(tmp_path / "c", 1, "invoice", seed=4, formats=("png",), dpi=72)
+    assert c[0].read_bytes() != a[0].read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("formats", "pages"),
+    [(("png",), 3), (("jpeg",), 2), (("tiff",), 7), (("pdf",), 5), (("png", "tiff", "pdf", "jpg"), 9)],
+)
+def test_page_totals_frames_and_names(tmp_path: Path, formats: tuple[str, ...], pages: int) -> None:
+    dpi = 60
+    paths = generate(tmp_path, pages, "book", seed=11, formats=formats, damage=False, dpi=dpi)
+    total = 0
+    for i, path in enumerate(paths):
+        gt = _gt(path)
+        fmt = synth._FORMAT_ALIASES.get(formats[i % len(formats)], formats[i % len(formats)])
+        assert path.name == f"book_0011_{i:04d}.{synth._EXT[fmt]}"
+        assert gt["format"] == fmt and gt["file"] == path.name
+        n = len(gt["pages"])
+        assert (n == 1) if fmt in ("png", "jpeg") else (1 <= n <= 3)
+        if fmt == "tiff":
+            with Image.open(path) as im:
+                assert im.format == "TIFF"
+                assert sum(1 for _ in ImageSequence.Iterator(im)) == n
+                assert im.info.get("compression") in ("tiff_lzw", "tiff_adobe_deflate")
+        elif fmt == "pdf":
+            pdf = pypdfium2.PdfDocument(str(path))
+            try:
+                assert len(pdf) == n
+                w_pt, h_pt = pdf[0].get_size()
+            finally:
+                pdf.close()
+            page = gt["pages"][0]
+            assert w_pt == pytest.approx(page["width"] / dpi * 72, abs=0.5)
+            assert h_pt == pytest.approx(page["height"] / dpi * 72, abs=0.5)
+        total += n
+    assert total == pages
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(p.with_suffix(".json").name for p in paths)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_schema_and_polygons_inside_page(tmp_path: Path, kind: str) -> None:
+    paths = generate(tmp_path, 2, kind, seed=5, formats=("png", "jpeg"))
+    for path in paths:
+        gt = _gt(path)
+        assert set(gt) == DOC_KEYS
+        assert gt["doc"] == path.stem and gt["kind"] == kind and gt["seed"] == 5
+        assert gt["damaged"] is True and gt["dpi"] == 150
+        (img,) = _frames(path)
+        for pi, page in enumerate(gt["pages"]):
+            assert set(page) == PAGE_KEYS
+            assert page["page_index"] == pi
+            assert (page["width"], page["height"]) == (1240, 1754) == (img.shape[1], img.shape[0])
+            assert set(page["damage"]) == DAMAGE_KEYS
+            assert abs(page["damage"]["skew_deg"]) <= 1.5
+            assert 40 <= page["damage"]["jpeg_quality"] <= 70
+            assert len(page["lines"]) >= 10
+            assert page["text"] == "\n".join(ln["text"] for ln in page["lines"] if ln["text"])  # empty: non-text marks
+            for ln in page["lines"]:
+                assert set(ln) == LINE_KEYS
+                assert ln["text"] == ln["text"].strip() and "  " not in ln["text"] and ln["text"].isprintable()
+                assert isinstance(ln["block_index"], int) and ln["block_index"] >= 0
+                poly = np.asarray(ln["polygon"], dtype=float)
+                assert poly.shape == (4, 2)
+                assert (poly[:, 0] >= 0).all() and (poly[:, 0] <= page["width"]).all()
+                assert (poly[:, 1] >= 0).all() and (poly[:, 1] <= page["height"]).all()
+                # Clockwise from top-left.
+                tl, tr, br, bl = poly
+                assert tr[0] > tl[0] and br[1] > tr[1] and bl[0] < br[0] and bl[1] > tl[1]
+
+
+def test_clean_pages_are_axis_aligned(tmp_path: Path) -> None:
+    (path,) = generate(tmp_path, 1, "form", seed=2, formats=("png",), damage=False, dpi=100)
+    gt = _gt(path)
+    assert gt["damaged"] is False
+    page = gt["pages"][0]
+    assert page["damage"] == {}
+    for ln in page["lines"]:
+        (l0, t0), (r0, t1), (r1, b0), (l1, b1) = ln["polygon"]
+        assert l0 == l1 and r0 == r1 and t0 == t1 and b0 == b1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lines_on_one_row_do_not_touch(tmp_path: Path, kind: str) -> None:
+    """Separate entries on one baseline are far apart, else a detector would merge them."""
+    paths = generate(tmp_path, 2, kind, seed=8, formats=("png",), damage=False, dpi=100)
+    for path in paths:
+        page = _gt(path)["pages"][0]
+        boxes = []
+        for ln in page["lines"]:  # undo the annotation margin to compare ink boxes
+            x0, y0, x1, y1 = ln["polygon"][0][0], ln["polygon"][0][1], ln["polygon"][2][0], ln["polygon"][2][1]
+            h = (y1 - y0) / (1 + 2 * _MARGIN[1])
+            boxes.append((x0 + _MARGIN[0] * h, y0 + _MARGIN[1] * h, x1 - _MARGIN[0] * h, y1 - _MARGIN[1] * h))
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+                if overlap_y > 0.5 * min(a[3] - a[1], b[3] - b[1]):
+                    gap = max(a[0], b[0]) - min(a[2], b[2])
+                    assert gap > 10, (path.name, a, b)  # >= ~2 characters at 100 dpi
+
+
+def _poly_mask(shape: tuple[int, int], polys: list, grow: int) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(p)).astype(np.int32) for p in polys], 255)
+    if grow:
+        mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    return mask > 0
+
+
+def _unskew(polys: list, skew_deg: float, w: int, h: int) -> list:
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -skew_deg, 1.0)
+    return [np.asarray(p) @ m[:, :2].T + m[:, 2] for p in polys]
+
+
+def test_skew_moves_polygons_with_the_ink(tmp_path: Path) -> None:
+    # A book page (text only, no rules) that got a clearly visible skew.
+    for seed in range(20):
+        (path,) = generate(tmp_path / str(seed), 1, "book", seed=seed, formats=("png",), damage=True, dpi=100)
+        page = _gt(path)["pages"][0]
+        if abs(page["damage"]["skew_deg"]) >= 0.9:
+            break
+    else:
+        pytest.fail("no seed gave a skew >= 0.9 degrees")
+    (img,) = _frames(path)
+    ink = img < 110  # far darker than paper, lighting, noise or bleed-through
+    polys = [ln["polygon"] for ln in page["lines"]]
+    covered = _poly_mask(img.shape, polys, grow=1)
+    assert ink.sum() > 2000
+    assert (ink & covered).sum() / ink.sum() > 0.995
+    for p in polys:  # every line has ink inside it
+        assert (ink & _poly_mask(img.shape, [p], grow=0)).sum() > 3
+    # The same polygons without the skew miss a visible part of the ink.
+    unskewed = _poly_mask(img.shape, _unskew(polys, page["damage"]["skew_deg"], img.shape[1], img.shape[0]), grow=0)
+    assert (ink & unskewed).sum() / ink.sum() < 0.97
+
+
+def test_missing_fonts_raise_runtime_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synth, "_font_dirs", lambda: [])
+    synth._families.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="fonts-dejavu-core"):
+            generate(tmp_path, 1, "book")
+        assert not list(tmp_path.iterdir())
+    finally:
+        monkeypatch.undo()
+        synth._families.cache_clear()
+    assert synth.available_fonts()  # the real fonts come back
+
+
+def test_fonts_found() -> None:
+    names = synth.available_fonts()
+    assert names and len(set(names)) == len(names)
