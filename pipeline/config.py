@@ -10,8 +10,9 @@ A run's configuration comes from, in increasing priority:
 
 The config is a pydantic model: picklable, so a Ray actor rebuilds its models
 from it. :func:`config_fingerprint` hashes every setting that can change the
-output (not thread counts, batch sizes or progress settings), so a rerun with an
-equivalent config is skipped and a changed one is redone.
+output (not thread counts, batch sizes, time limits or the settings of an engine
+not in use), so a rerun with an equivalent config is skipped and a changed one
+is redone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "RecognitionConfig",
     "ClassifierConfig",
     "EngineConfig",
+    "TesseractConfig",
     "RunnerConfig",
     "OutputConfig",
     "FolioConfig",
@@ -99,13 +101,36 @@ class ClassifierConfig(_Section):
 
 
 class EngineConfig(_Section):
-    name: Literal["onnxruntime"] = Field("onnxruntime", description="Inference engine.")
+    name: Literal["onnxruntime", "tesseract"] = Field(
+        "onnxruntime",
+        description="Inference engine: onnxruntime (the PP-OCR models) or tesseract (the "
+        "tesseract-ocr program; settings in the tesseract section).",
+    )
     intra_op_threads: int = Field(
         2, ge=1, description="Threads inside one operator. Set it from the cores each worker owns."
     )
     inter_op_threads: int = Field(1, ge=1, description="Operators run in parallel.")
     model_dir: str | None = Field(
         None, description="Folder holding the model files; default: the installed rapidocr wheel's models/."
+    )
+
+
+class TesseractConfig(_Section):
+    lang: str = Field(
+        "eng",
+        pattern=r"^[A-Za-z0-9_/-]+(\+[A-Za-z0-9_/-]+)*$",
+        description="Tesseract language(s), joined by + as in eng+deu; each needs its traineddata "
+        "file, on Debian from the package tesseract-ocr-<lang>.",
+    )
+    psm: int = Field(3, ge=0, le=13, description="Page segmentation mode (tesseract --psm); 3 is fully automatic.")
+    oem: int = Field(1, ge=0, le=3, description="OCR engine mode (tesseract --oem); 1 is the LSTM recogniser.")
+    threads: int = Field(1, ge=1, description="OpenMP threads inside one tesseract process (OMP_THREAD_LIMIT).")
+    processes: int = Field(
+        1, ge=1, description="Pages of a batch OCR'd at the same time, one tesseract process each."
+    )
+    timeout_s: float = Field(120.0, gt=0, description="Seconds one page may take before it is an ocr_failed error.")
+    min_confidence: float = Field(
+        0.0, ge=0, le=1, description="Words recognised with lower confidence (0..1) are dropped."
     )
 
 
@@ -122,7 +147,16 @@ class OutputConfig(_Section):
 
 #: Sections whose settings never change the output, left out of the fingerprint.
 _NOT_FINGERPRINTED = {"runner", "output"}
-_ENGINE_NOT_FINGERPRINTED = {"intra_op_threads", "inter_op_threads", "model_dir"}
+#: Per section, the settings that never change the output (threads, paths, time limits).
+_FIELDS_NOT_FINGERPRINTED = {
+    "engine": {"intra_op_threads", "inter_op_threads", "model_dir"},
+    "tesseract": {"threads", "processes", "timeout_s"},
+}
+#: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
+_ENGINE_SECTIONS = {
+    "onnxruntime": {"detection", "recognition", "classifier"},
+    "tesseract": {"tesseract"},
+}
 
 
 class FolioConfig(BaseModel):
@@ -135,6 +169,7 @@ class FolioConfig(BaseModel):
     recognition: RecognitionConfig = RecognitionConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     engine: EngineConfig = EngineConfig()
+    tesseract: TesseractConfig = TesseractConfig()
     runner: RunnerConfig = RunnerConfig()
     output: OutputConfig = OutputConfig()
 
@@ -217,8 +252,13 @@ def config_fingerprint(config: FolioConfig, model_hashes: dict[str, str] | None 
     data = config.model_dump(mode="json")
     for section in _NOT_FINGERPRINTED:
         data.pop(section, None)
-    for key in _ENGINE_NOT_FINGERPRINTED:
-        data["engine"].pop(key, None)
+    for engine, sections in _ENGINE_SECTIONS.items():
+        if engine != config.engine.name:
+            for section in sections:
+                data.pop(section, None)
+    for section, keys in _FIELDS_NOT_FINGERPRINTED.items():
+        for key in keys:
+            data.get(section, {}).pop(key, None)
     from pipeline import __version__
 
     payload = {"config": data, "models": dict(sorted((model_hashes or {}).items())), "version": __version__}

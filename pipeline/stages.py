@@ -12,18 +12,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config import FolioConfig
-from pipeline.errors import FolioError, OcrError
+from pipeline.errors import ConfigError, FolioError, OcrError
 from pipeline.models.detection import TextDetector
 from pipeline.models.engine import create_engine
 from pipeline.models.recognition import LineClassifier, TextRecognizer, crop_quad
 from pipeline.models.zoo import ModelFile, resolve_model
 from pipeline.types import TextLine
 
-__all__ = ["OcrStage", "order_lines", "model_files"]
+if TYPE_CHECKING:
+    from pipeline.models.tesseract import TesseractStage
+
+__all__ = ["OcrStage", "order_lines", "model_files", "create_stage", "stage_models"]
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +215,31 @@ class OcrStage:
         out["error_message"][i] = error.message
         out["lines"][i] = []
         out["text"][i] = ""
+
+
+def create_stage(config: FolioConfig) -> OcrStage | TesseractStage:
+    """Build the OCR stage ``engine.name`` names; the one place an engine name becomes a stage.
+
+    Both stages take the same batches and return the same columns. The
+    tesseract stage is imported only when asked for.
+    """
+    if config.engine.name == "tesseract":
+        from pipeline.models.tesseract import TesseractStage
+
+        return TesseractStage(config)
+    if config.engine.name == "onnxruntime":
+        return OcrStage(config)
+    raise ConfigError(f"unknown engine {config.engine.name!r}")
+
+
+def stage_models(config: FolioConfig) -> dict[str, ModelFile]:
+    """The models the stage of ``create_stage(config)`` uses, by role, without building it.
+
+    Raises:
+        ModelError: a model file, the tesseract program or its language data is missing.
+    """
+    if config.engine.name == "tesseract":
+        from pipeline.models.tesseract import tesseract_model_info
+
+        return tesseract_model_info(config)
+    return model_files(config)

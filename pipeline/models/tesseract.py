@@ -1,0 +1,331 @@
+"""Tesseract as an alternative Folio engine (``engine.name: tesseract``), for CPU-only fleets.
+
+:class:`TesseractStage` has the batch interface and output columns of
+:class:`pipeline.stages.OcrStage`, so runners cannot tell the two apart. Each
+page goes to the ``tesseract`` command line program (Debian ``tesseract-ocr``)
+as a PNG on stdin and comes back as TSV on stdout; there is no pytesseract
+dependency. Tesseract's words are grouped into its lines, and the lines go
+through :func:`pipeline.stages.order_lines`, the same reading-order assembly
+the neural engine uses.
+
+Tesseract runs with ``OMP_THREAD_LIMIT`` from ``tesseract.threads``; up to
+``tesseract.processes`` pages of a batch run at once, one process each. A page
+that tesseract cannot do (missing program or language, non-zero exit, time
+limit) becomes an ``ocr_failed`` row, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.config import FolioConfig, TesseractConfig
+from pipeline.errors import FolioError, ModelError, OcrError
+from pipeline.models.zoo import ModelFile
+from pipeline.stages import order_lines
+
+__all__ = ["TesseractStage", "parse_tsv", "tesseract_model_info"]
+
+log = logging.getLogger(__name__)
+
+#: What to do when the program is missing; part of every such error message.
+INSTALL_HINT = "install it with the Debian packages tesseract-ocr tesseract-ocr-eng (apt-get install -y tesseract-ocr tesseract-ocr-eng)"
+
+#: Seconds allowed for ``tesseract --version`` and ``--list-langs``.
+_PROBE_TIMEOUT_S = 30.0
+
+#: The ``--dpi`` values tesseract accepts; outside them it estimates the resolution itself.
+_DPI_RANGE = (70, 2400)
+
+_OUTPUT_COLUMNS = (
+    "width", "height", "lines", "text", "mean_confidence", "status", "error_code",
+    "error_message", "detect_ms", "recognize_ms",
+)
+
+_probe_cache: dict[tuple[str, str | None], tuple[str, Path | None]] = {}
+_hash_cache: dict[tuple, str] = {}
+_cache_lock = threading.Lock()
+
+
+def _find_tesseract() -> str:
+    exe = shutil.which("tesseract")
+    if exe is None:
+        raise ModelError(f"the tesseract program is not on PATH; {INSTALL_HINT}")
+    return exe
+
+
+def _probe(exe: str) -> tuple[str, Path | None]:
+    """Tesseract's version and the tessdata folder it reads by default (None when it does not say)."""
+    key = (exe, os.environ.get("TESSDATA_PREFIX"))
+    with _cache_lock:
+        if key in _probe_cache:
+            return _probe_cache[key]
+    try:
+        version_run = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, errors="replace", timeout=_PROBE_TIMEOUT_S
+        )
+        langs_run = subprocess.run(
+            [exe, "--list-langs"], capture_output=True, text=True, errors="replace", timeout=_PROBE_TIMEOUT_S
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ModelError(f"cannot run {exe}: {e}") from e
+    # Tesseract 5 writes both to stdout, 4 wrote the version to stderr.
+    match = re.search(r"tesseract\s+v?(\S+)", version_run.stdout + version_run.stderr)
+    if version_run.returncode != 0 or match is None:
+        raise ModelError(f"{exe} --version failed (status {version_run.returncode}): {_tail(version_run.stderr)}")
+    folder = re.search(r'"([^"]+)"', langs_run.stdout + langs_run.stderr)
+    tessdata = Path(folder.group(1)) if folder else None
+    result = (match.group(1), tessdata)
+    with _cache_lock:
+        _probe_cache[key] = result
+    return result
+
+
+def _default_tessdata() -> Path | None:
+    prefix = os.environ.get("TESSDATA_PREFIX")
+    candidates = [Path(prefix)] if prefix else []
+    candidates += sorted(Path("/usr/share/tesseract-ocr").glob("*/tessdata"), reverse=True)
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _digest(paths: Sequence[Path]) -> str:
+    """sha256 of the files' bytes, one after the other (for one file: that file's sha256)."""
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    with _cache_lock:
+        if key in _hash_cache:
+            return _hash_cache[key]
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    value = digest.hexdigest()
+    with _cache_lock:
+        _hash_cache[key] = value
+    return value
+
+
+def tesseract_model_info(config: FolioConfig) -> dict[str, ModelFile]:
+    """What the runner records as the models of a tesseract run, without starting a stage.
+
+    Returns:
+        ``{"tesseract": ModelFile}`` whose ``name`` is ``tesseract <version> <lang>``,
+        ``path`` the tessdata folder and ``sha256`` the digest of the language's
+        traineddata file (of the files one after the other, in ``lang`` order,
+        when ``lang`` names several).
+
+    Raises:
+        ModelError: tesseract is not installed, or a language has no traineddata file.
+    """
+    lang = config.tesseract.lang
+    version, tessdata = _probe(_find_tesseract())
+    tessdata = tessdata or _default_tessdata()
+    if tessdata is None:
+        raise ModelError(f"cannot find tesseract's tessdata folder; set TESSDATA_PREFIX or {INSTALL_HINT}")
+    files = []
+    for code in lang.split("+"):
+        path = tessdata / f"{code}.traineddata"
+        if not path.is_file():
+            raise ModelError(
+                f"tesseract has no traineddata for language {code!r} in {tessdata}; "
+                f"install the Debian package tesseract-ocr-{code.lower().replace('_', '-')} "
+                "or change tesseract.lang"
+            )
+        files.append(path)
+    return {"tesseract": ModelFile(name=f"tesseract {version} {lang}", path=tessdata, sha256=_digest(files))}
+
+
+def parse_tsv(tsv: str, min_confidence: float = 0.0) -> tuple[np.ndarray, list[str], list[float]]:
+    """Turn tesseract's TSV output into lines.
+
+    Words (level 5 rows) are grouped by (page, block, paragraph, line). A line's
+    polygon is the box around its words, in the pixels of the image tesseract
+    read; its text is the words joined by spaces and its confidence the mean
+    word confidence scaled to 0..1. Words below ``min_confidence`` and lines
+    left without words are dropped.
+
+    Args:
+        tsv: what ``tesseract ... tsv`` wrote, header row included.
+        min_confidence: word confidence floor, 0..1.
+
+    Returns:
+        (N, 4, 2) float32 corners clockwise from top-left, the N line texts and
+        the N confidences, in tesseract's order.
+
+    Raises:
+        OcrError: a word row is not made of numbers where TSV has them.
+    """
+    lines: dict[tuple[int, int, int, int], list[tuple[int, int, int, int, float, str]]] = {}
+    for number, row in enumerate(tsv.splitlines(), start=1):
+        fields = row.split("\t", 11)
+        if fields[0] != "5":  # page, block, paragraph and line rows, the header, blank lines
+            continue
+        try:
+            page, block, par, line = (int(v) for v in fields[1:5])
+            left, top, width, height = (int(v) for v in fields[6:10])
+            conf = float(fields[10])
+        except (ValueError, IndexError) as e:
+            raise OcrError(f"tesseract wrote a TSV word row that cannot be parsed (line {number}): {row!r}") from e
+        text = fields[11].strip() if len(fields) > 11 else ""
+        if not text or conf < 0 or conf / 100 < min_confidence:
+            continue
+        lines.setdefault((page, block, par, line), []).append((left, top, left + width, top + height, conf, text))
+    quads = np.zeros((len(lines), 4, 2), np.float32)
+    texts: list[str] = []
+    confidences: list[float] = []
+    for i, words in enumerate(lines.values()):
+        x0, y0 = min(w[0] for w in words), min(w[1] for w in words)
+        x1, y1 = max(w[2] for w in words), max(w[3] for w in words)
+        quads[i] = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        texts.append(" ".join(w[5] for w in words))
+        confidences.append(min(max(float(np.mean([w[4] for w in words])) / 100, 0.0), 1.0))
+    return quads, texts, confidences
+
+
+def _tail(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class TesseractStage:
+    """Recognise a batch of pages with the ``tesseract`` program.
+
+    Same columns in and out as :class:`pipeline.stages.OcrStage`. Input:
+    ``doc_id``, ``page_index``, ``image`` (object array of RGB uint8 arrays),
+    and optionally ``dpi`` (passed to tesseract as ``--dpi`` when known). Output:
+    ``doc_id``, ``page_index``, ``width``, ``height``, ``lines``, ``text``,
+    ``mean_confidence``, ``status``, ``error_code``, ``error_message``,
+    ``detect_ms`` (always None: tesseract finds and reads lines in one call)
+    and ``recognize_ms`` (the whole tesseract call).
+
+    A stage whose tesseract is missing or lacks the language still builds, with
+    empty ``models``; each of its pages becomes an ``ocr_failed`` row saying what
+    to install. (A runner that wants to refuse such a run up front calls
+    :func:`tesseract_model_info`, which raises.)
+    """
+
+    def __init__(self, config: FolioConfig):
+        self.config = config
+        self.settings: TesseractConfig = config.tesseract
+        try:
+            self.models = tesseract_model_info(config)
+        except ModelError as e:
+            log.warning("tesseract is not usable, every page will fail: %s", e)
+            self.models = {}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for column in ("doc_id", "page_index", "image"):
+            if column not in batch:
+                raise ValueError(f"TesseractStage batch needs a {column!r} column, got {sorted(batch)}")
+        images = [np.asarray(image) for image in batch["image"]]
+        dpis = list(batch["dpi"]) if "dpi" in batch else [None] * len(images)
+        n = len(images)
+        out: dict[str, list] = {k: [None] * n for k in _OUTPUT_COLUMNS}
+        for i, image in enumerate(images):
+            out["height"][i], out["width"][i] = (int(image.shape[0]), int(image.shape[1])) if image.ndim >= 2 else (0, 0)
+
+        workers = min(self.settings.processes, n)
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tesseract") as pool:
+                results = list(pool.map(self._page, images, dpis))
+        else:
+            results = [self._page(image, dpi) for image, dpi in zip(images, dpis)]
+
+        for i, result in enumerate(results):
+            if isinstance(result, FolioError):
+                log.warning("tesseract failed on page %s of %s: %s", batch["page_index"][i], batch["doc_id"][i], result)
+                out["status"][i] = "error"
+                out["error_code"][i] = result.code
+                out["error_message"][i] = result.message
+                out["lines"][i] = []
+                out["text"][i] = ""
+                continue
+            (quads, texts, confidences), elapsed_ms = result
+            lines, text = order_lines(quads, texts, confidences)
+            out["lines"][i] = [line.to_row() for line in lines]
+            out["text"][i] = text
+            out["mean_confidence"][i] = float(np.mean([line.confidence for line in lines])) if lines else None
+            out["status"][i] = "ok"
+            out["recognize_ms"][i] = elapsed_ms
+        result_columns = {"doc_id": np.asarray(batch["doc_id"]), "page_index": np.asarray(batch["page_index"])}
+        for key, values in out.items():
+            result_columns[key] = np.array(values + [None], dtype=object)[:-1]  # keep lists as objects
+        return result_columns
+
+    def _page(self, image: np.ndarray, dpi) -> tuple[tuple[np.ndarray, list[str], list[float]], float] | FolioError:
+        """OCR one page; the error instead of raising it, so a pool's other pages go on."""
+        t0 = time.perf_counter()
+        try:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise OcrError(f"page image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}", retryable=False)
+            if image.shape[0] == 0 or image.shape[1] == 0:
+                raise OcrError(f"page image is empty ({image.shape[1]}x{image.shape[0]} pixels)", retryable=False)
+            tsv = self._run(image, dpi)
+            parsed = parse_tsv(tsv, self.settings.min_confidence)
+        except FolioError as e:
+            return e
+        return parsed, (time.perf_counter() - t0) * 1000
+
+    def _command(self, exe: str, dpi) -> list[str]:
+        s = self.settings
+        cmd = [exe, "stdin", "stdout", "-l", s.lang, "--psm", str(s.psm), "--oem", str(s.oem)]
+        if "tesseract" in self.models:
+            # The folder whose traineddata was hashed, so the recorded sha256 is what ran.
+            cmd += ["--tessdata-dir", str(self.models["tesseract"].path)]
+        try:
+            dpi = float(dpi) if dpi is not None else math.nan
+        except (TypeError, ValueError):
+            dpi = math.nan
+        if _DPI_RANGE[0] <= dpi <= _DPI_RANGE[1]:  # False for NaN
+            cmd += ["--dpi", str(round(dpi))]
+        return cmd + ["tsv"]
+
+    def _run(self, image: np.ndarray, dpi) -> str:
+        exe = shutil.which("tesseract")
+        if exe is None:
+            raise OcrError(f"the tesseract program is not on PATH; {INSTALL_HINT}")
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+        env = dict(os.environ, OMP_THREAD_LIMIT=str(self.settings.threads))
+        timeout = self.settings.timeout_s
+        try:
+            done = subprocess.run(
+                self._command(exe, dpi), input=buffer.getvalue(), capture_output=True, env=env, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as e:
+            raise OcrError(f"tesseract took longer than {timeout:g} s on the page (tesseract.timeout_s)") from e
+        except FileNotFoundError as e:
+            raise OcrError(f"cannot run {exe}: {e}; {INSTALL_HINT}") from e
+        except OSError as e:
+            raise OcrError(f"cannot run {exe}: {e}") from e
+        stderr = done.stderr.decode("utf-8", errors="replace")
+        if done.returncode < 0:  # the OOM killer, usually
+            try:
+                name = signal.Signals(-done.returncode).name
+            except ValueError:
+                name = str(-done.returncode)
+            raise OcrError(f"tesseract was killed by signal {name}: {_tail(stderr)}")
+        if done.returncode != 0:
+            message = f"tesseract exited with status {done.returncode}: {_tail(stderr)}"
+            if "Failed loading language" in stderr or "couldn't load any languages" in stderr:
+                message += (
+                    f" (tesseract.lang is {self.settings.lang!r}; install its traineddata, on Debian "
+                    "the package tesseract-ocr-<lang>)"
+                )
+            raise OcrError(message)
+        return done.stdout.decode("utf-8", errors="replace")
