@@ -69,11 +69,14 @@ _set_option = click.option(
 @click.argument("src")
 @click.argument("dest")
 @_config_option
-@click.option("--engine", help="Inference engine (overrides engine.name).")
+@click.option("--engine", help="Inference engine: onnxruntime or tesseract (overrides engine.name).")
 @click.option("--force", is_flag=True, help="Redo documents DEST already holds under the same config.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Leave out inputs whose relative path or name matches, e.g. '*.json'."
+)
 @_set_option
-def run(src, dest, config_path, engine, force, quiet, sets):
+def run(src, dest, config_path, engine, force, quiet, exclude, sets):
     """OCR every document under SRC (a folder, recursively, or a file) into Parquet under DEST."""
     from pipeline.runner.local import run_local
 
@@ -81,7 +84,7 @@ def run(src, dest, config_path, engine, force, quiet, sets):
     if "://" not in src and not Path(src).exists():
         raise click.UsageError(f"source {src!r} does not exist")
     try:
-        summary = run_local(src, dest, config, force=force, progress=not quiet)
+        summary = run_local(src, dest, config, force=force, progress=not quiet, exclude=exclude)
     except FolioError as e:
         click.echo(f"folio: run failed ({e.code}): {e.message}", err=True)
         sys.exit(EXIT_FATAL)
@@ -132,7 +135,7 @@ def demo(workdir, pages):
         for i, kind in enumerate(("invoice", "form", "book")):
             synth_mod.generate(src / kind, per_kind if i < 2 else max(1, pages - 2 * per_kind), kind, seed=i)
     click.echo(f"scans: {src}")
-    summary = run_local(str(src), str(dest), load_config())
+    summary = run_local(str(src), str(dest), load_config(), exclude=("*.json",))
     click.echo(
         f"{summary.documents} documents, {summary.pages} pages, {summary.failed} failed, "
         f"{summary.pages_per_second:.2f} pages/s\nParquet: {dest}/documents and {dest}/pages (manifest {summary.manifest})"
@@ -149,6 +152,103 @@ def demo(workdir, pages):
         f".to_table(columns=['doc_id','page_index','text']).to_pandas())\""
     )
     sys.exit(EXIT_DOCUMENTS_FAILED if summary.failed else EXIT_OK)
+
+
+@main.command("eval")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["funsd", "sroie", "alto", "lines", "synth"]))
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--system", type=click.Choice(["folio", "rapidocr", "tesseract"]), default="folio", show_default=True)
+@_config_option
+@_set_option
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages (sorted by id).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the summary and per-page scores here.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-page table.")
+def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
+    """Run OCR over a labelled set in FORMAT at PATH and score it.
+
+    Word precision/recall/F1 (bag of NFKC whitespace tokens per page), CER of
+    lines matched to ground truth at IoU >= 0.5, detection precision/recall/H-mean,
+    seconds per page. The last line printed is a one-line summary.
+    """
+    import json
+
+    from pipeline.benchmark import evaluate, make_system
+    from pipeline.datasets import read_dataset
+
+    config = _load(config_path, sets)
+    samples = read_dataset(fmt, path, limit)
+    if not samples:
+        raise click.UsageError(f"no labelled pages found in {path} as {fmt}")
+    try:
+        ocr = make_system(system, config)
+    except (RuntimeError, FolioError) as e:
+        click.echo(f"folio eval: {e}", err=True)
+        sys.exit(EXIT_FATAL)
+    summary, scores = evaluate(ocr, samples, config, progress=not quiet)
+    if not quiet:
+        click.echo(f"{'page':40s} {'P':>6s} {'R':>6s} {'F1':>6s} {'CER':>6s} {'det-H':>6s} {'s':>6s}")
+        for s in scores:
+            det = f"{s.det_hmean:6.3f}" if s.det_scored else "     -"
+            click.echo(
+                f"{s.sample_id[-40:]:40s} {s.precision:6.3f} {s.recall:6.3f} {s.f1:6.3f} {s.cer:6.3f} {det} {s.seconds:6.2f}"
+            )
+    if json_out:
+        payload = {
+            **summary, "system": system, "format": fmt, "path": str(path),
+            "config": config.model_dump(mode="json") if system == "folio" else None,
+            "per_page": [
+                {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
+                 "cer": s.cer, "det_hmean": s.det_hmean if s.det_scored else None, "seconds": s.seconds}
+                for s in scores
+            ],
+        }
+        Path(json_out).write_text(json.dumps(payload, indent=2))
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    click.echo(
+        f"{system} on {fmt} ({summary['pages']} pages): word P {f(summary['word_precision'])} "
+        f"R {f(summary['word_recall'])} F1 {f(summary['word_f1'])} | CER {f(summary['cer'])} | "
+        f"det H-mean {f(summary['det_hmean'])} | {f(summary['seconds_per_page'])} s/page"
+    )
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats; the median counts.")
+@click.option("--format", "fmt", type=click.Choice(["funsd", "sroie", "alto", "lines", "synth"]),
+              help="Labelled-set format (default: guessed from the layout; a plain folder has no ground truth).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages.")
+@click.option("--systems", default="folio,rapidocr,tesseract", show_default=True, help="Comma list of systems to time.")
+@_config_option
+@_set_option
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report here.")
+@click.option("--markdown", "md_out", type=click.Path(dir_okay=False), default="docs/benchmarks.md", show_default=True,
+              help="Regenerate this Markdown table ('' to skip).")
+def bench(path, repeat, fmt, limit, systems, config_path, sets, json_out, md_out):
+    """Time Folio's local runner, RapidOCR's loop and the tesseract CLI on the same pages."""
+    import json
+
+    from pipeline.benchmark import bench as run_bench
+    from pipeline.benchmark import bench_markdown
+
+    _load(config_path, sets)  # fail fast on a bad config
+    report = run_bench(
+        path, systems=[s.strip() for s in systems.split(",") if s.strip()], repeat=repeat, fmt=fmt, limit=limit,
+        config_path=config_path, overrides=_overrides(sets),
+    )
+    table = bench_markdown(report)
+    click.echo(table)
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
+    if md_out:
+        Path(md_out).parent.mkdir(parents=True, exist_ok=True)
+        header = "# Benchmarks\n\nRegenerated by `folio bench` (see the command line below each table).\n\n"
+        cmd = "folio bench " + " ".join(sys.argv[2:])
+        Path(md_out).write_text(f"{header}## `{cmd}`\n\n{table}")
+    for key, value in report["ratios"].items():
+        click.echo(f"{key}: {value:.2f}x")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,10 +11,11 @@ belongs to one document (corrupt file, over a limit, unreadable) becomes its
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from pipeline.config import FolioConfig, config_fingerprint
 from pipeline.decode import open_document
 from pipeline.errors import FolioError, StorageError
 from pipeline.output import DatasetWriter, DoneIndex, load_done_index, new_run_id
-from pipeline.stages import OcrStage, model_files
+from pipeline.stages import OcrStage, create_stage, stage_models
 from pipeline.storage import get_storage
 from pipeline.types import DocumentRef
 
@@ -60,9 +61,25 @@ class RunSummary:
         return self.pages / self.seconds if self.seconds > 0 else 0.0
 
 
-def plan(source: str) -> list[DocumentRef]:
-    """Every document under ``source`` (folder, recursively, or one file), sorted."""
-    return list(get_storage(source).list(source))
+def plan(source: str, exclude: Sequence[str] = ()) -> list[DocumentRef]:
+    """Every document under ``source`` (folder, recursively, or one file), sorted.
+
+    Args:
+        source: folder, file or URI prefix.
+        exclude: glob patterns (``fnmatch``) matched against each object's path
+            relative to ``source`` and against its base name; matches are left out.
+    """
+    refs = get_storage(source).list(source)
+    if not exclude:
+        return list(refs)
+    root = source.rstrip("/")
+    kept = []
+    for ref in refs:
+        rel = ref.uri[len(root) :].lstrip("/") if ref.uri.startswith(root) else ref.uri
+        name = rel.rsplit("/", 1)[-1]
+        if not any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(name, pat) for pat in exclude):
+            kept.append(ref)
+    return kept
 
 
 @dataclass(eq=False)
@@ -116,7 +133,7 @@ class LocalRun:
         self.config = config
         self.dest = dest
         self.force = force
-        self.models = model_files(config)
+        self.models = stage_models(config)
         self.fingerprint = config_fingerprint(config, {k: m.sha256 for k, m in self.models.items()})
         self.model_rows = [{"role": k, "name": m.name, "sha256": m.sha256} for k, m in self.models.items()]
         self.run_id = new_run_id()
@@ -399,7 +416,8 @@ def run_local(
     *,
     force: bool = False,
     progress: bool = True,
-    stage_factory: Callable[[FolioConfig], OcrStage] = OcrStage,
+    exclude: Sequence[str] = (),
+    stage_factory: Callable[[FolioConfig], OcrStage] = create_stage,
 ) -> RunSummary:
     """Run the pipeline over ``source`` in this process and write results to ``dest``.
 
@@ -408,6 +426,7 @@ def run_local(
         dest: output folder or URI.
         config: the run's configuration.
         force: redo documents the destination already holds under this config.
+        exclude: glob patterns of inputs to leave out (see :func:`plan`).
         progress: show a progress bar on stderr.
         stage_factory: builds the OCR stage (the seam tests use to inject faults).
 
@@ -415,7 +434,7 @@ def run_local(
         The run's :class:`RunSummary`; the manifest path is in ``summary.manifest``.
     """
     t0 = time.perf_counter()
-    refs = plan(source) if isinstance(source, str) else list(source)
+    refs = plan(source, exclude) if isinstance(source, str) else list(source)
     run = LocalRun(config, dest, force=force, stage_factory=stage_factory)
     done = load_done_index(dest)
     bar = _Progress(len(refs), progress)

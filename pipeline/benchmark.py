@@ -1,0 +1,410 @@
+"""Running OCR systems over labelled sets: ``folio eval`` and ``folio bench``.
+
+Three systems behind one small interface, :class:`System`:
+
+- ``folio``: Folio's own stage (whatever engine the config names), pages in
+  batches of ``runner.batch_pages`` so recognition is batched across pages;
+- ``rapidocr``: RapidOCR's own ``RapidOCR()`` call, one page at a time (the
+  same PP-OCR models, their pre/post-processing);
+- ``tesseract``: the ``tesseract`` CLI, one process per page.
+
+``folio eval`` scores one system. ``folio bench`` times every system on the
+same pages, one after the other, each in a fresh subprocess so its peak RSS is
+its own, and reports the ratios Folio / peer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import FolioConfig
+from pipeline.datasets import GtPage, read_dataset
+from pipeline.decode import open_document
+from pipeline.evaluate import PageScore, score_page, summarize
+
+__all__ = ["System", "make_system", "evaluate", "detect_format", "bench", "SYSTEMS"]
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("folio", "rapidocr", "tesseract")
+
+#: A recognised line: polygon (4 points in page pixels), text, confidence.
+Line = tuple[Sequence[Sequence[float]], str, float]
+
+
+@dataclass
+class PagePrediction:
+    lines: list[Line]
+    text: str
+
+
+class System:
+    """An OCR system under evaluation: images in, lines and page text out."""
+
+    name: str = "system"
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[PagePrediction]:
+        raise NotImplementedError
+
+    @property
+    def batch(self) -> int:
+        return 1
+
+
+class FolioSystem(System):
+    name = "folio"
+
+    def __init__(self, config: FolioConfig):
+        from pipeline.stages import create_stage
+
+        self.config = config
+        self.stage = create_stage(config)
+
+    @property
+    def batch(self) -> int:
+        return self.config.runner.batch_pages
+
+    def predict(self, images):
+        images_col = np.empty(len(images), dtype=object)
+        for i, im in enumerate(images):
+            images_col[i] = im
+        out = self.stage(
+            {"doc_id": np.array(["eval"] * len(images), object), "page_index": np.arange(len(images)), "image": images_col}
+        )
+        preds = []
+        for i in range(len(images)):
+            lines = [(l["polygon"], l["text"], l["confidence"]) for l in (out["lines"][i] or [])]
+            preds.append(PagePrediction(lines, out["text"][i] or ""))
+        return preds
+
+
+class RapidOcrSystem(System):
+    """RapidOCR 3.x with its defaults; threads set like Folio's for a fair comparison."""
+
+    name = "rapidocr"
+
+    def __init__(self, config: FolioConfig):
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as e:  # pragma: no cover
+            raise RuntimeError("the rapidocr package is not installed: pip install rapidocr") from e
+        threads = config.engine.intra_op_threads
+        self.engine = RapidOCR(
+            params={
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                "Global.log_level": "error",
+            }
+        )
+
+    def predict(self, images):
+        preds = []
+        for image in images:
+            # RapidOCR takes OpenCV's BGR order
+            result = self.engine(np.ascontiguousarray(image[:, :, ::-1]))
+            if result.boxes is None or result.txts is None:
+                preds.append(PagePrediction([], ""))
+                continue
+            lines = [(np.asarray(b).tolist(), t, float(s)) for b, t, s in zip(result.boxes, result.txts, result.scores)]
+            preds.append(PagePrediction(lines, "\n".join(result.txts)))
+        return preds
+
+
+class TesseractSystem(System):
+    """The ``tesseract`` CLI (``OMP_THREAD_LIMIT=1``), line boxes from its TSV output."""
+
+    name = "tesseract"
+
+    def __init__(self, config: FolioConfig, lang: str = "eng"):
+        if shutil.which("tesseract") is None:
+            raise RuntimeError("tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng")
+        self.lang = lang
+
+    def predict(self, images):
+        from PIL import Image
+
+        preds = []
+        env = dict(os.environ, OMP_THREAD_LIMIT="1")
+        for image in images:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp, "page.png")
+                Image.fromarray(image).save(path)
+                proc = subprocess.run(
+                    ["tesseract", str(path), "stdout", "-l", self.lang, "tsv"],
+                    capture_output=True, text=True, env=env, check=False,
+                )
+            preds.append(_parse_tsv_lines(proc.stdout))
+        return preds
+
+
+def _parse_tsv_lines(tsv: str) -> PagePrediction:
+    from pipeline.models.tesseract import parse_tsv
+
+    quads, texts, confidences = parse_tsv(tsv)
+    lines = [(q.tolist(), t, c) for q, t, c in zip(quads, texts, confidences)]
+    return PagePrediction(lines, "\n".join(texts))
+
+
+def make_system(name: str, config: FolioConfig) -> System:
+    if name == "folio":
+        return FolioSystem(config)
+    if name == "rapidocr":
+        return RapidOcrSystem(config)
+    if name == "tesseract":
+        return TesseractSystem(config)
+    raise ValueError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")
+
+
+def _load_page(sample: GtPage, config: FolioConfig, cache: dict) -> tuple[np.ndarray, float | None]:
+    path = sample.image_path
+    if path not in cache:
+        cache.clear()  # one open document at a time
+        cache[path] = open_document(path.read_bytes(), config.decode)
+    return cache[path].page(sample.page_index)
+
+
+def evaluate(
+    system: System, samples: Sequence[GtPage], config: FolioConfig, progress: bool = False
+) -> tuple[dict, list[PageScore]]:
+    """OCR every sample with ``system`` and score it.
+
+    Timing covers the system's OCR call only (not reading or decoding the file),
+    the same way for every system; batched systems share a batch's time equally.
+
+    Returns:
+        The :func:`~pipeline.evaluate.summarize` dict and the per-page scores.
+    """
+    cache: dict = {}
+    scores: list[PageScore] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), unit="page", desc=f"eval {system.name}", file=sys.stderr)
+    try:
+        for start in range(0, len(samples), system.batch):
+            chunk = samples[start : start + system.batch]
+            images = [_load_page(s, config, cache)[0] for s in chunk]
+            t0 = time.perf_counter()
+            preds = system.predict(images)
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            for sample, image, pred in zip(chunk, images, preds):
+                size = (image.shape[1], image.shape[0])
+                scores.append(
+                    score_page(sample, [(l[0], l[1]) for l in pred.lines], pred.text, seconds, pred_size=size)
+                )
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        for doc in cache.values():
+            doc.close()
+        if bar is not None:
+            bar.close()
+    return summarize(scores), scores
+
+
+def detect_format(path: str | os.PathLike) -> str | None:
+    """Guess a labelled set's format from its layout; None for a plain folder of documents."""
+    root = Path(path)
+    if (root / "annotations").is_dir() and (root / "images").is_dir():
+        return "funsd"
+    if (root / "box").is_dir() and (root / "img").is_dir():
+        return "sroie"
+    if any(root.rglob("*.gt.txt")):
+        return "lines"
+    if any(root.rglob("*.xml")):
+        return "alto"
+    for f in root.glob("*.json"):
+        try:
+            if "pages" in json.loads(f.read_text()):
+                return "synth"
+        except (ValueError, OSError):
+            continue
+    return None
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+def _peak_rss_mb() -> float:
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(self_kb, child_kb) / 1024
+
+
+def _bench_worker(args: dict) -> dict:
+    """Time one system on the pages (runs in its own process; see :func:`bench`)."""
+    from pipeline.config import load_config
+
+    config = load_config(args.get("config"), args.get("overrides") or {})
+    samples = _samples(args["path"], args.get("format"), args.get("limit"))
+    system_name = args["system"]
+    repeat = args["repeat"]
+    times: list[float] = []
+    result: dict = {"system": system_name, "pages": len(samples)}
+    if system_name == "folio":
+        # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet.
+        from pipeline.runner.local import run_local
+        from pipeline.stages import create_stage
+        from pipeline.types import DocumentRef
+
+        stage = create_stage(config)  # loaded once, outside the timing, like the peers' constructors
+        files = sorted({s.image_path for s in samples})
+        refs = [DocumentRef(str(f)) for f in files]
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as dest:
+                t0 = time.perf_counter()
+                summary = run_local(refs, dest, config, force=True, progress=False, stage_factory=lambda c: stage)
+                times.append(time.perf_counter() - t0)
+                pages_done = summary.pages
+                texts = _texts_from_output(dest)
+        result["pages"] = pages_done
+        scored = [s for s in samples if (str(s.image_path), s.page_index) in texts]
+        if samples and samples[0].words:
+            result["word_f1"] = _bag_f1(scored, [texts[(str(s.image_path), s.page_index)] for s in scored])
+    else:
+        system = make_system(system_name, config)
+        cache: dict = {}
+        images = [_load_page(s, config, cache)[0] for s in samples]
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            if system_name == "tesseract":
+                workers = int(args.get("tesseract_processes") or 1)
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    preds = [p for ps in pool.map(lambda im: system.predict([im]), images) for p in ps]
+            else:
+                preds = system.predict(images)
+            times.append(time.perf_counter() - t0)
+        if samples and samples[0].words:
+            result["word_f1"] = _bag_f1(samples, [p.text for p in preds])
+    result["seconds"] = times
+    result["pages_per_s"] = result["pages"] / statistics.median(times) if times else None
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def _texts_from_output(dest: str) -> dict[tuple[str, int], str]:
+    import pyarrow.dataset as ds
+
+    docs = {r["doc_id"]: r["source_uri"] for r in ds.dataset(Path(dest, "documents"), partitioning="hive").to_table(
+        columns=["doc_id", "source_uri"]).to_pylist()}
+    pages = ds.dataset(Path(dest, "pages"), partitioning="hive").to_table(columns=["doc_id", "page_index", "text"])
+    return {(docs[r["doc_id"]], r["page_index"]): r["text"] or "" for r in pages.to_pylist()}
+
+
+def _bag_f1(samples: Sequence[GtPage], texts: Sequence[str]) -> float:
+    scores = [score_page(s, [], t, 0.0) for s, t in zip(samples, texts)]
+    return summarize(scores)["word_f1"]
+
+
+def _samples(path: str, fmt: str | None, limit: int | None) -> list[GtPage]:
+    fmt = fmt or detect_format(path)
+    if fmt is None:
+        # a plain folder of documents: every page of every file, no ground truth
+        from pipeline.config import DecodeConfig
+        from pipeline.runner.local import plan
+
+        samples = []
+        for ref in plan(path, exclude=("*.json",)):
+            try:
+                with open_document(Path(ref.uri).read_bytes(), DecodeConfig()) as doc:
+                    n = doc.page_count
+            except Exception as e:  # noqa: BLE001 - unreadable files are left out of a benchmark, with a note
+                log.warning("bench: leaving out %s: %s", ref.uri, e)
+                continue
+            samples.extend(GtPage(f"{ref.uri}#{i}", Path(ref.uri), i, None, None, (), ()) for i in range(n))
+        return samples[:limit] if limit else samples
+    return read_dataset(fmt, path, limit)
+
+
+def bench(
+    path: str,
+    *,
+    systems: Sequence[str] = SYSTEMS,
+    repeat: int = 3,
+    fmt: str | None = None,
+    limit: int | None = None,
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    tesseract_processes: int = 2,
+) -> dict:
+    """Time each system on the same pages, each in a fresh subprocess, one after the other.
+
+    Returns:
+        ``{"machine": ..., "path": ..., "results": [per-system dicts], "ratios": {...}}``.
+    """
+    results = []
+    for system in systems:
+        if system == "tesseract" and shutil.which("tesseract") is None:
+            log.warning("bench: tesseract not installed, skipped")
+            continue
+        args = {
+            "system": system, "path": str(path), "format": fmt, "limit": limit, "repeat": repeat,
+            "config": config_path, "overrides": overrides or {}, "tesseract_processes": tesseract_processes,
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.benchmark", json.dumps(args)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench worker for {system} failed:\n{proc.stderr[-3000:]}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    by_name = {r["system"]: r for r in results}
+    ratios = {}
+    if "folio" in by_name:
+        for name, r in by_name.items():
+            if name != "folio" and r.get("pages_per_s"):
+                ratios[f"folio/{name} pages_per_s"] = by_name["folio"]["pages_per_s"] / r["pages_per_s"]
+    return {"machine": machine_description(), "path": str(path), "repeat": repeat, "results": results, "ratios": ratios}
+
+
+def machine_description() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpus} CPUs ({model}), {mem_gb:.0f} GiB, Python {platform.python_version()}"
+
+
+def bench_markdown(report: dict) -> str:
+    """The benchmark table for docs/benchmarks.md."""
+    lines = [
+        f"Machine: {report['machine']}  ",
+        f"Pages: `{report['path']}`, median of {report['repeat']} repeats.",
+        "",
+        "| system | pages | pages/s | peak RSS (MiB) | word F1 | Folio / system (pages/s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    folio = next((r for r in report["results"] if r["system"] == "folio"), None)
+    for r in report["results"]:
+        f1 = f"{r['word_f1']:.3f}" if r.get("word_f1") is not None else "n/a"
+        ratio = (
+            f"{folio['pages_per_s'] / r['pages_per_s']:.2f}x" if folio and r["system"] != "folio" and r["pages_per_s"] else ""
+        )
+        lines.append(f"| {r['system']} | {r['pages']} | {r['pages_per_s']:.3f} | {r['peak_rss_mb']:.0f} | {f1} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # bench worker entry point: one system, one process
+    logging.basicConfig(level=logging.WARNING)
+    print(json.dumps(_bench_worker(json.loads(sys.argv[1]))))

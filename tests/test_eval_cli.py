@@ -1,0 +1,74 @@
+"""`folio eval` and `folio bench` end to end on a few synthetic documents."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline import synth
+from pipeline.benchmark import _parse_tsv_lines, detect_format
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def synth_set(tmp_path_factory):
+    src = tmp_path_factory.mktemp("synth_eval")
+    synth.generate(src, 2, "invoice", seed=11, formats=("png", "jpeg"), damage=False)
+    return src
+
+
+def test_eval_scores_folio_on_synthetic_pages(synth_set, tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, ["eval", "synth", str(synth_set), "--json", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("folio on synth (2 pages): word P")
+    summary = json.loads(out.read_text())
+    for key in ("pages", "word_precision", "word_recall", "word_f1", "cer", "det_hmean", "seconds_per_page"):
+        assert key in summary
+    assert summary["pages"] == 2 and len(summary["per_page"]) == 2
+    assert summary["word_f1"] > 0.95 and summary["cer"] < 0.03 and summary["det_hmean"] > 0.9
+
+
+def test_eval_limit_and_bad_format(synth_set):
+    result = CliRunner().invoke(main, ["eval", "synth", str(synth_set), "--limit", "1", "--quiet"])
+    assert result.exit_code == 0 and "(1 pages)" in result.output
+    assert CliRunner().invoke(main, ["eval", "nope", str(synth_set)]).exit_code == 2
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+def test_bench_compares_folio_with_peers(synth_set, tmp_path):
+    md = tmp_path / "bench.md"
+    js = tmp_path / "bench.json"
+    args = ["bench", str(synth_set), "--repeat", "1", "--limit", "1", "--json", str(js), "--markdown", str(md)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(js.read_text())
+    systems = {r["system"]: r for r in report["results"]}
+    assert set(systems) == {"folio", "rapidocr", "tesseract"}
+    for r in systems.values():
+        assert r["pages"] == 1 and r["pages_per_s"] > 0 and r["peak_rss_mb"] > 50 and 0 <= r["word_f1"] <= 1
+    assert systems["folio"]["word_f1"] > 0.9
+    assert "folio/rapidocr pages_per_s" in report["ratios"]
+    assert "| folio |" in md.read_text() and "Machine:" in md.read_text()
+
+
+def test_detect_format(synth_set, tmp_path):
+    assert detect_format(synth_set) == "synth"
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "images").mkdir()
+    assert detect_format(tmp_path) == "funsd"
+
+
+def test_tesseract_tsv_lines():
+    tsv = (
+        "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n"
+        "5\t1\t1\t1\t1\t1\t10\t20\t30\t10\t90\tHello\n"
+        "5\t1\t1\t1\t1\t2\t45\t21\t40\t11\t70\tworld\n"
+        "5\t1\t2\t1\t1\t1\t10\t60\t30\t10\t50\tNext\n"
+    )
+    pred = _parse_tsv_lines(tsv)
+    assert [l[1] for l in pred.lines] == ["Hello world", "Next"]
+    assert pred.lines[0][0] == [[10, 20], [85, 20], [85, 32], [10, 32]]
+    assert pred.lines[0][2] == pytest.approx(0.8)
