@@ -87,6 +87,12 @@ class RecognitionConfig(_Section):
         description="A batch is closed when its widest crop would be this many times its narrowest, "
         "keeping padding small.",
     )
+    min_width: int = Field(
+        320,
+        ge=8,
+        description="Narrowest padded batch width in pixels. PP-OCR trains recognition on 320-wide inputs; "
+        "padding short crops up to this keeps the CTC sequence long enough.",
+    )
     min_confidence: float = Field(0.5, ge=0, le=1, description="Lines recognised with lower confidence are dropped.")
 
 

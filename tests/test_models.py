@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.config import DetectionConfig, FolioConfig, RecognitionConfig
 from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreprocessor, order_quad
-from pipeline.models.recognition import MIN_WIDTH, CTCDecoder, crop_quad, plan_buckets
+from pipeline.models.recognition import CTCDecoder, crop_quad, plan_buckets
 from pipeline.stages import order_lines
 
 
@@ -104,7 +104,7 @@ def test_buckets_cover_every_crop_once_and_bound_padding():
     batches = plan_buckets(widths, batch_size=16, max_batch_pixels=48 * 4000 * 16, bucket_ratio=1.5, height=48)
     assert sorted(i for b in batches for i in b) == list(range(200))
     for b in batches:
-        ws = [max(widths[i], MIN_WIDTH) for i in b]
+        ws = [max(widths[i], 320) for i in b]
         assert len(b) <= 16
         assert max(ws) <= 1.5 * min(ws)
 

@@ -23,10 +23,6 @@ __all__ = ["CTCDecoder", "crop_quad", "plan_buckets", "TextRecognizer", "LineCla
 
 log = logging.getLogger(__name__)
 
-#: Narrowest padded batch, in pixels at the model's input height. PP-OCR trains
-#: recognition on 320-wide inputs; padding very short crops up to this keeps the
-#: CTC sequence long enough for repeated characters.
-MIN_WIDTH = 320
 #: Widest single crop (48 px high); longer lines are squeezed to fit.
 MAX_WIDTH = 3200
 
@@ -50,7 +46,12 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
 
 def plan_buckets(
-    widths: Sequence[int], batch_size: int, max_batch_pixels: int, bucket_ratio: float, height: int
+    widths: Sequence[int],
+    batch_size: int,
+    max_batch_pixels: int,
+    bucket_ratio: float,
+    height: int,
+    min_width: int = 320,
 ) -> list[list[int]]:
     """Group crop indices into batches of similar width.
 
@@ -60,6 +61,7 @@ def plan_buckets(
         max_batch_pixels: most padded pixels (count x height x widest) per batch.
         bucket_ratio: widest / narrowest allowed within one batch.
         height: model input height.
+        min_width: narrowest padded width (short crops are padded up to it).
 
     Returns:
         Lists of indices into ``widths``; every index appears exactly once.
@@ -69,7 +71,7 @@ def plan_buckets(
     current: list[int] = []
     narrowest = 0
     for idx in order.tolist():
-        w = max(widths[idx], MIN_WIDTH)
+        w = max(widths[idx], min_width)
         if current:
             too_many = len(current) >= batch_size
             too_big = (len(current) + 1) * height * w > max_batch_pixels
@@ -167,10 +169,11 @@ class TextRecognizer:
             self.config.max_batch_pixels,
             self.config.bucket_ratio,
             height,
+            self.config.min_width,
         )
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         for batch in batches:
-            probs = self.engine(_batch_tensor([resized[i] for i in batch], height, MIN_WIDTH))
+            probs = self.engine(_batch_tensor([resized[i] for i in batch], height, self.config.min_width))
             for i, res in zip(batch, self.decode(probs)):
                 results[i] = res
         return results
