@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema
+from pipeline.config import StorageConfig
 from pipeline.errors import RETRYABLE_CODES, StorageError
 from pipeline.storage import get_storage, join
 
@@ -50,14 +51,24 @@ def _to_parquet(rows: Sequence[dict], table_schema: pa.Schema, compression: str)
 
 
 class DatasetWriter:
-    """Writes shards of rows for one run."""
+    """Writes shards of rows for one run.
 
-    def __init__(self, dest: str, run_id: str, compression: str = "zstd", run_date: dt.date | None = None):
+    ``storage_config`` sets up the object-store client when ``dest`` is an ``s3://`` URI.
+    """
+
+    def __init__(
+        self,
+        dest: str,
+        run_id: str,
+        compression: str = "zstd",
+        run_date: dt.date | None = None,
+        storage_config: StorageConfig | None = None,
+    ):
         self.dest = dest
         self.run_id = run_id
         self.compression = compression
         self.run_date = (run_date or dt.datetime.now(dt.timezone.utc).date()).isoformat()
-        self.storage = get_storage(dest)
+        self.storage = get_storage(dest, storage_config)
         self.files: list[str] = []
 
     def _path(self, table: str, shard: int) -> str:
@@ -103,13 +114,14 @@ class DoneIndex:
         return (doc_id, fingerprint, uri) in self.uris
 
 
-def load_done_index(dest: str) -> DoneIndex:
+def load_done_index(dest: str, storage_config: StorageConfig | None = None) -> DoneIndex:
     """Read the ``documents`` rows already under ``dest``.
 
     Documents whose error is retryable (storage hiccups, engine failures) are not
-    counted as done, so a rerun tries them again.
+    counted as done, so a rerun tries them again. ``storage_config`` sets up the
+    object-store client when ``dest`` is an ``s3://`` URI.
     """
-    storage = get_storage(dest)
+    storage = get_storage(dest, storage_config)
     rows: dict[tuple[str, str], dict] = {}
     uris: set[tuple[str, str, str]] = set()
     columns = ["doc_id", "config_fingerprint", "source_uri", "mime", "page_count", "pages_ok", "status",

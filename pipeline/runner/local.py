@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline import __version__
-from pipeline.config import FolioConfig, config_fingerprint
+from pipeline.config import FolioConfig, StorageConfig, config_fingerprint
 from pipeline.decode import open_document
 from pipeline.errors import FolioError, StorageError
 from pipeline.output import DatasetWriter, DoneIndex, load_done_index, new_run_id
@@ -61,15 +61,18 @@ class RunSummary:
         return self.pages / self.seconds if self.seconds > 0 else 0.0
 
 
-def plan(source: str, exclude: Sequence[str] = ()) -> list[DocumentRef]:
+def plan(
+    source: str, exclude: Sequence[str] = (), storage_config: StorageConfig | None = None
+) -> list[DocumentRef]:
     """Every document under ``source`` (folder, recursively, or one file), sorted.
 
     Args:
-        source: folder, file or URI prefix.
+        source: folder, file or URI prefix (``s3://bucket/prefix``).
         exclude: glob patterns (``fnmatch``) matched against each object's path
             relative to ``source`` and against its base name; matches are left out.
+        storage_config: object-store client settings (default ``StorageConfig()``).
     """
-    refs = get_storage(source).list(source)
+    refs = get_storage(source, storage_config).list(source)
     if not exclude:
         return list(refs)
     root = source.rstrip("/")
@@ -137,7 +140,7 @@ class LocalRun:
         self.fingerprint = config_fingerprint(config, {k: m.sha256 for k, m in self.models.items()})
         self.model_rows = [{"role": k, "name": m.name, "sha256": m.sha256} for k, m in self.models.items()]
         self.run_id = new_run_id()
-        self.writer = DatasetWriter(dest, self.run_id, config.output.compression)
+        self.writer = DatasetWriter(dest, self.run_id, config.output.compression, storage_config=config.storage)
         self.summary = RunSummary(self.run_id, dest, self.fingerprint)
         self._stage_factory = stage_factory
         self._stage: OcrStage | None = None
@@ -434,14 +437,14 @@ def run_local(
         The run's :class:`RunSummary`; the manifest path is in ``summary.manifest``.
     """
     t0 = time.perf_counter()
-    refs = plan(source, exclude) if isinstance(source, str) else list(source)
+    refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
     run = LocalRun(config, dest, force=force, stage_factory=stage_factory)
-    done = load_done_index(dest)
+    done = load_done_index(dest, config.storage)
     bar = _Progress(len(refs), progress)
     storages: dict[bool, object] = {}
     try:
         for ref in refs:
-            storage = storages.setdefault("://" in ref.uri, get_storage(ref.uri))
+            storage = storages.setdefault("://" in ref.uri, get_storage(ref.uri, config.storage))
             run.add(ref, storage, done, bar)
         run.finish(bar)
     finally:
