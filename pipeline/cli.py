@@ -100,6 +100,28 @@ def run(src, dest, config_path, engine, force, quiet, exclude, sets):
     sys.exit(EXIT_DOCUMENTS_FAILED if summary.failed else EXIT_OK)
 
 
+@main.command("config")
+@_config_option
+@_set_option
+@click.option("--defaults", is_flag=True, help="Print the defaults (what configs/default.yaml holds).")
+def config_cmd(config_path, sets, defaults):
+    """Print the effective configuration as commented YAML, and its fingerprint."""
+    from pipeline.config import DEFAULTS_HEADER, FolioConfig, config_fingerprint, to_yaml
+
+    if defaults:
+        click.echo(to_yaml(FolioConfig(), DEFAULTS_HEADER), nl=False)
+        return
+    config = _load(config_path, sets)
+    click.echo(to_yaml(config), nl=False)
+    try:
+        from pipeline.stages import stage_models
+
+        hashes = {k: m.sha256 for k, m in stage_models(config).items()}
+        click.echo(f"# config_fingerprint: {config_fingerprint(config, hashes)}")
+    except FolioError as e:
+        click.echo(f"# config_fingerprint: unavailable ({e.message})")
+
+
 @main.command()
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--pages", type=click.IntRange(min=1), default=6, show_default=True, help="Total pages to write.")

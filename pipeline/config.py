@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
 
@@ -37,9 +37,12 @@ __all__ = [
     "TesseractConfig",
     "RunnerConfig",
     "OutputConfig",
+    "StorageConfig",
     "FolioConfig",
     "load_config",
     "config_fingerprint",
+    "to_yaml",
+    "DEFAULTS_HEADER",
 ]
 
 
@@ -77,23 +80,36 @@ class DetectionConfig(_Section):
 class RecognitionConfig(_Section):
     model: str = Field("PP-OCRv6_rec_small.onnx", description="Recognition model file in the model directory.")
     image_height: int = Field(48, description="Crop height the recognition model expects.")
-    batch_size: int = Field(32, ge=1, description="Most crops per recognition call.")
+    batch_size: int = Field(
+        8, ge=1, description="Most crops per recognition call (small batches are fastest on CPU; raise on GPU)."
+    )
     max_batch_pixels: int = Field(
         48 * 320 * 64, ge=1, description="Most padded pixels per recognition call (caps memory on long lines)."
     )
     bucket_ratio: float = Field(
-        1.5,
+        1.3,
         ge=1.0,
         description="A batch is closed when its widest crop would be this many times its narrowest, "
         "keeping padding small.",
     )
     min_width: int = Field(
-        320,
+        128,
         ge=8,
-        description="Narrowest padded batch width in pixels. PP-OCR trains recognition on 320-wide inputs; "
-        "padding short crops up to this keeps the CTC sequence long enough.",
+        description="Narrowest padded batch width in pixels: short crops are padded up to it so the CTC "
+        "sequence stays long enough for repeated characters.",
     )
     min_confidence: float = Field(0.5, ge=0, le=1, description="Lines recognised with lower confidence are dropped.")
+    split_gap: float = Field(
+        1.5,
+        ge=0,
+        description="Cut a detected line where its ink has a gap wider than this many line heights "
+        "(form fields and table cells on one baseline); 0 never cuts.",
+    )
+    charset: Literal["all", "latin", "ascii"] = Field(
+        "all",
+        description="Characters recognition may emit: all (the model's multilingual charset), latin "
+        "(Latin letters with accents, punctuation, currency and common symbols) or ascii.",
+    )
 
 
 class ClassifierConfig(_Section):
@@ -151,8 +167,53 @@ class OutputConfig(_Section):
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet compression codec.")
 
 
+class StorageConfig(_Section):
+    endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint, e.g. http://minio:9000 for MinIO; default: AWS_ENDPOINT_URL_S3 or "
+        "AWS_ENDPOINT_URL when set, else AWS S3. Credentials never go here: they come from the standard AWS "
+        "chain (environment, profile, instance or pod role).",
+    )
+    region: str | None = Field(
+        None, description="AWS region of the buckets; default: AWS_REGION, AWS_DEFAULT_REGION or the profile's."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto",
+        description="How buckets appear in request URLs. auto: path-style (http://host/bucket/key) when an "
+        "endpoint is configured (MinIO and most S3-compatible stores need it), AWS's default otherwise.",
+    )
+    max_attempts: int = Field(
+        10, ge=1, description="Attempts per request, the first included, before a storage_error is reported."
+    )
+    retry_mode: Literal["adaptive", "standard", "legacy"] = Field(
+        "adaptive",
+        description="botocore retry mode; adaptive also slows the client down when the store throttles (SlowDown).",
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a connection to the store.")
+    read_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for data on an open connection.")
+    multipart_threshold_bytes: int = Field(
+        64 << 20,
+        ge=1,
+        description="Outputs up to this size are written with one PUT; larger ones with a multipart upload "
+        "(parts of this size, at least 5 MiB) that becomes visible only when complete.",
+    )
+    max_pool_connections: int = Field(16, ge=1, description="Most open HTTP connections per S3 client.")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _plain_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest:
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        if "@" in rest.split("/", 1)[0]:  # said without echoing it: it holds a secret
+            raise ValueError("must not carry credentials (user:password@); they come from the AWS chain")
+        return value
+
+
 #: Sections whose settings never change the output, left out of the fingerprint.
-_NOT_FINGERPRINTED = {"runner", "output"}
+_NOT_FINGERPRINTED = {"runner", "output", "storage"}
 #: Per section, the settings that never change the output (threads, paths, time limits).
 _FIELDS_NOT_FINGERPRINTED = {
     "engine": {"intra_op_threads", "inter_op_threads", "model_dir"},
@@ -178,6 +239,7 @@ class FolioConfig(BaseModel):
     tesseract: TesseractConfig = TesseractConfig()
     runner: RunnerConfig = RunnerConfig()
     output: OutputConfig = OutputConfig()
+    storage: StorageConfig = StorageConfig()
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -270,3 +332,34 @@ def config_fingerprint(config: FolioConfig, model_hashes: dict[str, str] | None 
     payload = {"config": data, "models": dict(sorted((model_hashes or {}).items())), "version": __version__}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def to_yaml(config: FolioConfig, header: str = "") -> str:
+    """The config as commented YAML: every section and field with its description.
+
+    ``configs/default.yaml`` is ``to_yaml(FolioConfig(), DEFAULTS_HEADER)``
+    (``folio config --defaults`` prints it), so the file cannot drift from the code.
+    """
+    import textwrap
+
+    lines = [header.rstrip("\n"), ""] if header else []
+    for name in type(config).model_fields:
+        section = getattr(config, name)
+        lines.append(f"{name}:")
+        for field_name, info in type(section).model_fields.items():
+            for chunk in textwrap.wrap(info.description or "", 100):
+                lines.append(f"  # {chunk}")
+            value = yaml.safe_dump(getattr(section, field_name), default_flow_style=True, width=1000).strip()
+            if value.endswith("\n..."):
+                value = value[:-4]
+            value = value.removesuffix("...").strip()
+            lines.append(f"  {field_name}: {value}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+DEFAULTS_HEADER = """\
+# Folio defaults: every setting with its default value.
+# Override with --config FILE, FOLIO_<SECTION>__<FIELD> environment variables, or --set section.field=value.
+# Generated by `folio config --defaults > configs/default.yaml`; tests/test_config.py checks it matches.
+"""

@@ -20,7 +20,7 @@ from pipeline.config import FolioConfig
 from pipeline.errors import ConfigError, FolioError, OcrError
 from pipeline.models.detection import TextDetector
 from pipeline.models.engine import create_engine
-from pipeline.models.recognition import LineClassifier, TextRecognizer, crop_quad
+from pipeline.models.recognition import LineClassifier, TextRecognizer, crop_quad, split_at_gaps
 from pipeline.models.zoo import ModelFile, resolve_model
 from pipeline.types import TextLine
 
@@ -156,7 +156,12 @@ class OcrStage:
                 if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                     raise OcrError(f"page image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}", retryable=False)
                 boxes, _ = self.detector(image)
-                page_crops = [crop_quad(image, q) for q in boxes]
+                page_crops, page_quads = [], []
+                for q in boxes:
+                    for crop, quad in split_at_gaps(crop_quad(image, q), q, self.config.recognition.split_gap):
+                        page_crops.append(crop)
+                        page_quads.append(quad)
+                boxes = np.asarray(page_quads, np.float32).reshape(-1, 4, 2)
             except FolioError as e:
                 self._fail(out, i, e)
                 continue

@@ -185,3 +185,49 @@ def test_recognizer_reads_rendered_text():
     assert out["status"][0] == "ok"
     assert out["text"][0].replace(" ", "") == "Invoice2024-118Total1,234.56"
     assert out["lines"][0][0]["confidence"] > 0.8
+
+
+def test_line_classifier_keeps_upright_text_and_turns_upside_down_text():
+    """The optional 180-degree classifier (off by default) on real models."""
+    import cv2
+
+    from pipeline.config import load_config
+    from pipeline.stages import OcrStage
+
+    page = np.full((160, 900, 3), 255, np.uint8)
+    cv2.putText(page, "Quarterly report 2024", (30, 100), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3)
+    stage = OcrStage(load_config(overrides={"classifier.enabled": True}, environ={}))
+    assert "classifier" in stage.models
+    for image in (page, np.ascontiguousarray(page[::-1, ::-1])):
+        col = np.empty(1, dtype=object)
+        col[0] = image
+        out = stage({"doc_id": np.array(["d"], object), "page_index": np.array([0]), "image": col})
+        assert out["text"][0].replace(" ", "") == "Quarterlyreport2024"
+
+
+def test_split_at_gaps_cuts_wide_gaps_only():
+    from pipeline.models.recognition import split_at_gaps
+
+    crop = np.full((40, 600, 3), 255, np.uint8)
+    crop[12:30, 10:100] = 0  # "Date:"
+    crop[12:30, 115:200] = 0  # a normal word space (15 px) later on the same field
+    crop[12:30, 320:450] = 0  # a field 120 px (3 line heights) further right
+    crop[34:36, 100:320] = 0  # the underline between them, below the middle band
+    quad = np.array([[100, 50], [700, 50], [700, 90], [100, 90]], np.float32)
+    pieces = split_at_gaps(crop, quad, 1.5)
+    assert len(pieces) == 2
+    (left, lq), (right, rq) = pieces
+    assert left.shape[1] < 230 and right.shape[1] < 160
+    assert lq[0, 0] == pytest.approx(100 + 10 - 40 // 6) and rq[1, 0] <= 700 and rq[0, 0] > lq[1, 0]  # page coordinates
+    assert split_at_gaps(crop, quad, 0) == [(crop, quad)]  # disabled
+    assert len(split_at_gaps(crop, quad, 4.0)) == 1  # gap narrower than 4 line heights
+
+
+def test_split_at_gaps_leaves_blank_and_short_crops():
+    from pipeline.models.recognition import split_at_gaps
+
+    quad = np.zeros((4, 2), np.float32)
+    blank = np.full((40, 600, 3), 255, np.uint8)
+    assert len(split_at_gaps(blank, quad, 1.0)) == 1
+    short = np.zeros((40, 60, 3), np.uint8)
+    assert len(split_at_gaps(short, quad, 1.0)) == 1

@@ -19,7 +19,7 @@ from pipeline.config import ClassifierConfig, RecognitionConfig
 from pipeline.errors import ModelError
 from pipeline.models.engine import Engine
 
-__all__ = ["CTCDecoder", "crop_quad", "plan_buckets", "TextRecognizer", "LineClassifier"]
+__all__ = ["CHARSETS", "CTCDecoder", "crop_quad", "split_at_gaps", "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,65 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     if height >= 1.5 * width:
         crop = np.ascontiguousarray(np.rot90(crop))
     return crop
+
+
+def split_at_gaps(crop: np.ndarray, quad: np.ndarray, min_gap: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cut a straightened line crop where its ink has a gap wider than ``min_gap`` x its height.
+
+    Detectors join fields that share a baseline (``Date: ____ 12-4-87`` on a
+    form, columns of a table row); read as one line, the wide gap comes out as
+    no space at all and the fields run together. Ink is measured in the middle
+    band of the crop, so underlines and rules along the bottom do not bridge
+    the gap. Normal word spaces (about half the line height) are far below the
+    threshold.
+
+    Args:
+        crop: (h, w, 3) upright crop from :func:`crop_quad`.
+        quad: the page quadrilateral it came from (clockwise from top-left).
+        min_gap: gap width, in multiples of the crop height, that splits; 0 disables.
+
+    Returns:
+        ``(crop, quad)`` pieces, left to right; the input alone when nothing splits.
+    """
+    h, w = crop.shape[:2]
+    if min_gap <= 0 or w < 3 * h or h < 8:
+        return [(crop, quad)]
+    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    band = gray[h // 4 : h - h // 4]
+    _, ink = cv2.threshold(band, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    cols = ink.sum(axis=0) > 0
+    if not cols.any():
+        return [(crop, quad)]
+    gap = int(min_gap * h)
+    # runs of empty columns between the first and last inked column
+    first, last = int(np.argmax(cols)), int(w - 1 - np.argmax(cols[::-1]))
+    cuts = []
+    run_start = None
+    for x in range(first, last + 1):
+        if not cols[x]:
+            if run_start is None:
+                run_start = x
+        elif run_start is not None:
+            if x - run_start >= gap:
+                cuts.append((run_start, x))
+            run_start = None
+    if not cuts:
+        return [(crop, quad)]
+    pad = max(2, h // 6)
+    bounds = []
+    start = max(0, first - pad)
+    for a, b in cuts:
+        bounds.append((start, min(w, a + pad)))
+        start = max(0, b - pad)
+    bounds.append((start, min(w, last + 1 + pad)))
+    q = np.asarray(quad, np.float32).reshape(4, 2)
+    pieces = []
+    for x0, x1 in bounds:
+        t0, t1 = x0 / w, x1 / w
+        top0, top1 = q[0] + (q[1] - q[0]) * t0, q[0] + (q[1] - q[0]) * t1
+        bot0, bot1 = q[3] + (q[2] - q[3]) * t0, q[3] + (q[2] - q[3]) * t1
+        pieces.append((crop[:, x0:x1], np.stack([top0, top1, bot1, bot0])))
+    return pieces
 
 
 def plan_buckets(
@@ -87,22 +146,52 @@ def plan_buckets(
     return batches
 
 
+#: Unicode ranges of the ``latin`` charset preset: Basic Latin, Latin-1, Latin
+#: Extended-A/B and Additional (accented letters, the long s), general
+#: punctuation, currency and letterlike symbols, arrows and mathematical
+#: operators (the symbols invoices and forms print).
+LATIN_RANGES = (
+    (0x20, 0x7E), (0xA0, 0x24F), (0x1E00, 0x1EFF), (0x2010, 0x205E), (0x20A0, 0x20C0),
+    (0x2100, 0x214F), (0x2190, 0x21FF), (0x2200, 0x22FF),
+)
+
+CHARSETS = ("all", "latin", "ascii")
+
+
+def _allowed(char: str, charset: str) -> bool:
+    if charset == "all":
+        return True
+    if len(char) != 1:
+        return False
+    code = ord(char)
+    if charset == "ascii":
+        return 0x20 <= code <= 0x7E
+    return any(lo <= code <= hi for lo, hi in LATIN_RANGES)
+
+
 class CTCDecoder:
     """Greedy CTC decoding with the charset stored in the model.
 
     Class 0 is the CTC blank; classes 1..N are the charset lines; the last class
-    is a space (PP-OCR's ``use_space_char``).
+    is a space (PP-OCR's ``use_space_char``). With a restricted ``charset``
+    (``latin`` or ``ascii``) the classes outside it are never emitted: at each
+    step the best allowed class wins, so a noisy Latin glyph is not read as a
+    CJK character the multilingual model also knows.
     """
 
-    def __init__(self, charset: Sequence[str]):
+    def __init__(self, charset: Sequence[str], allowed: str = "all"):
+        if allowed not in CHARSETS:
+            raise ValueError(f"unknown charset {allowed!r}; choose one of {', '.join(CHARSETS)}")
         self.characters = np.array(["", *charset, " "], dtype=object)
+        mask = np.array([True] + [_allowed(c, allowed) for c in self.characters[1:]])
+        self.disallowed = None if mask.all() else np.flatnonzero(~mask)
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str]) -> CTCDecoder:
+    def from_metadata(cls, metadata: dict[str, str], allowed: str = "all") -> CTCDecoder:
         chars = metadata.get("character")
         if not chars:
             raise ModelError("recognition model has no 'character' metadata: cannot decode its output")
-        return cls(chars.splitlines())
+        return cls(chars.splitlines(), allowed)
 
     def __call__(self, probs: np.ndarray) -> list[tuple[str, float]]:
         """Decode (N, T, C) class probabilities into ``(text, confidence)`` per row.
@@ -114,6 +203,9 @@ class CTCDecoder:
                 f"expected (N, T, {len(self.characters)}) probabilities, got shape {probs.shape}: "
                 "charset and model do not match"
             )
+        if self.disallowed is not None:
+            probs = probs.copy()
+            probs[:, :, self.disallowed] = 0.0
         best = probs.argmax(axis=2)
         best_p = np.take_along_axis(probs, best[..., None], axis=2)[..., 0]
         keep = best != 0
@@ -156,7 +248,7 @@ class TextRecognizer:
     def __init__(self, engine: Engine, config: RecognitionConfig):
         self.engine = engine
         self.config = config
-        self.decode = CTCDecoder.from_metadata(engine.metadata())
+        self.decode = CTCDecoder.from_metadata(engine.metadata(), config.charset)
 
     def __call__(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         if not crops:
