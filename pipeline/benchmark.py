@@ -326,7 +326,7 @@ def _samples(path: str, fmt: str | None, limit: int | None) -> list[GtPage]:
     if fmt is None:
         # a plain folder of documents: every page of every file, no ground truth
         from pipeline.config import DecodeConfig
-        from pipeline.runner.local import plan
+        from pipeline.runner.common import plan
 
         samples = []
         for ref in plan(path, exclude=("*.json",)):
