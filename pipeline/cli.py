@@ -75,8 +75,11 @@ _set_option = click.option(
 @click.option(
     "--exclude", multiple=True, metavar="GLOB", help="Leave out inputs whose relative path or name matches, e.g. '*.json'."
 )
+@click.option("--runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one process. ray: Ray Data over a local Ray or the cluster at --address.")
+@click.option("--address", help="Ray cluster address (default: ray.address in the config, RAY_ADDRESS, else local).")
 @_set_option
-def run(src, dest, config_path, engine, force, quiet, exclude, sets):
+def run(src, dest, config_path, engine, force, quiet, exclude, runner, address, sets):
     """OCR every document under SRC (a folder, recursively, or a file) into Parquet under DEST."""
     from pipeline.runner.local import run_local
 
@@ -84,7 +87,12 @@ def run(src, dest, config_path, engine, force, quiet, exclude, sets):
     if "://" not in src and not Path(src).exists():
         raise click.UsageError(f"source {src!r} does not exist")
     try:
-        summary = run_local(src, dest, config, force=force, progress=not quiet, exclude=exclude)
+        if runner == "ray":
+            from pipeline.runner.ray_data import run_ray
+
+            summary = run_ray(src, dest, config, force=force, progress=not quiet, exclude=exclude, address=address)
+        else:
+            summary = run_local(src, dest, config, force=force, progress=not quiet, exclude=exclude)
     except FolioError as e:
         click.echo(f"folio: run failed ({e.code}): {e.message}", err=True)
         sys.exit(EXIT_FATAL)

@@ -37,6 +37,7 @@ __all__ = [
     "TesseractConfig",
     "RunnerConfig",
     "OutputConfig",
+    "RayConfig",
     "StorageConfig",
     "FolioConfig",
     "load_config",
@@ -163,6 +164,28 @@ class RunnerConfig(_Section):
     )
 
 
+class RayConfig(_Section):
+    """How the Ray runner sizes its work. On small machines keep
+    ``ocr_actors * ocr_num_cpus`` below the cluster's CPUs: an actor pool that
+    reserves every CPU leaves none for the decode tasks that feed it, and Ray
+    Data waits forever."""
+
+    address: str | None = Field(
+        None, description="Ray cluster to join (ray://host:10001 or host:6379); default: RAY_ADDRESS, else a local Ray."
+    )
+    ocr_actors: int = Field(1, ge=1, description="Most OCR actors (each loads the models once).")
+    ocr_num_cpus: float = Field(
+        1.0, gt=0, description="CPUs reserved per OCR actor; match engine.intra_op_threads on CPU workers."
+    )
+    ocr_num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per OCR actor; default: 1 when the cluster has GPUs, else 0."
+    )
+    decode_num_cpus: float = Field(
+        0.5, gt=0, description="CPUs reserved per fetch-and-decode task (fractional, so decode keeps up on small nodes)."
+    )
+    max_decode_tasks: int = Field(4, ge=1, description="Most fetch-and-decode tasks in flight.")
+
+
 class OutputConfig(_Section):
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet compression codec.")
 
@@ -213,7 +236,7 @@ class StorageConfig(_Section):
 
 
 #: Sections whose settings never change the output, left out of the fingerprint.
-_NOT_FINGERPRINTED = {"runner", "output", "storage"}
+_NOT_FINGERPRINTED = {"runner", "output", "storage", "ray"}
 #: Per section, the settings that never change the output (threads, paths, time limits).
 _FIELDS_NOT_FINGERPRINTED = {
     "engine": {"intra_op_threads", "inter_op_threads", "model_dir"},
@@ -239,6 +262,7 @@ class FolioConfig(BaseModel):
     tesseract: TesseractConfig = TesseractConfig()
     runner: RunnerConfig = RunnerConfig()
     output: OutputConfig = OutputConfig()
+    ray: RayConfig = RayConfig()
     storage: StorageConfig = StorageConfig()
 
 

@@ -36,7 +36,7 @@ from pipeline.output import DatasetWriter, DoneIndex, new_run_id
 from pipeline.storage import Storage, get_storage
 from pipeline.types import DocumentRef
 
-__all__ = ["RECORD_FIELDS", "RunSummary", "plan", "read_document", "OcrRecords", "Assembler", "Progress"]
+__all__ = ["RECORD_FIELDS", "RECORD_SCHEMA", "records_table", "RunSummary", "plan", "read_document", "OcrRecords", "Assembler", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,34 @@ RECORD_FIELDS: dict[str, object] = {
     "detect_ms": None,
     "recognize_ms": None,
 }
+
+
+def _record_schema():
+    import pyarrow as pa
+
+    from pipeline.schema import LINE
+
+    types = {
+        "kind": pa.string(), "key": pa.string(), "doc_id": pa.string(), "page_index": pa.int32(),
+        "image_bytes": pa.large_binary(), "height": pa.int32(), "width": pa.int32(), "dpi": pa.float64(),
+        "decode_ms": pa.float64(), "read_ms": pa.float64(), "etag": pa.string(), "size": pa.int64(),
+        "mime": pa.string(), "page_count": pa.int32(), "pages_seen": pa.int32(), "decoded": pa.bool_(),
+        "error_code": pa.string(), "error_message": pa.string(), "error_retryable": pa.bool_(),
+        "lines": pa.list_(LINE), "text": pa.string(), "mean_confidence": pa.float64(), "status": pa.string(),
+        "detect_ms": pa.float64(), "recognize_ms": pa.float64(),
+    }
+    return pa.schema([pa.field(k, t) for k, t in types.items()])
+
+
+#: Arrow schema of records crossing process boundaries (all fields but the in-process ``image``).
+RECORD_SCHEMA = _record_schema()
+
+
+def records_table(records: Sequence[dict]):
+    """Records as a table with :data:`RECORD_SCHEMA` (fixed types, whatever values are None)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{k: r.get(k) for k in RECORD_SCHEMA.names} for r in records], schema=RECORD_SCHEMA)
 
 
 def _record(**values) -> dict:
@@ -231,17 +259,10 @@ class OcrRecords:
                     r[column] = out[column][i]
         return records
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["kind"])
-        records = [{k: batch[k][i] for k in batch} for i in range(n)]
-        out = self.process(records)
-        result = {}
-        for key in RECORD_FIELDS:
-            col = np.empty(n, dtype=object)
-            for i, r in enumerate(out):
-                col[i] = r.get(key)
-            result[key] = col
-        return result
+    def __call__(self, batch):
+        """Ray Data entry point: a ``pyarrow.Table`` of records in and out (:data:`RECORD_SCHEMA`)."""
+        records = [dict(RECORD_FIELDS) | r for r in batch.to_pylist()]
+        return records_table(self.process(records))
 
 
 class Progress:
@@ -271,12 +292,16 @@ class Progress:
 class _Doc:
     key: str
     record: dict | None = None  # the ``doc`` record, once it has arrived
-    page_rows: list[dict] = field(default_factory=list)
+    pages: dict[int, dict] = field(default_factory=dict)  # by page index: a retried task cannot add a page twice
     ocr_ms: float = 0.0
 
     @property
+    def page_rows(self) -> list[dict]:
+        return [self.pages[i] for i in sorted(self.pages)]
+
+    @property
     def complete(self) -> bool:
-        return self.record is not None and len(self.page_rows) == self.record["pages_seen"]
+        return self.record is not None and len(self.pages) == self.record["pages_seen"]
 
 
 class Assembler:
@@ -337,14 +362,14 @@ class Assembler:
         if record["kind"] == "doc":
             self._on_doc(doc, record)
         elif record["kind"] == "page_error":
-            doc.page_rows.append(self._page_row(record, status="error", error_code=record["error_code"],
+            doc.pages[int(record["page_index"])] = (self._page_row(record, status="error", error_code=record["error_code"],
                                                 error_message=record["error_message"],
                                                 timings_ms={"decode": record["decode_ms"]}))
         elif record["kind"] == "page_result":
             lines = list(record["lines"] or [])
             ms = (record["detect_ms"] or 0.0) + (record["recognize_ms"] or 0.0)
             doc.ocr_ms += ms
-            doc.page_rows.append(
+            doc.pages[int(record["page_index"])] = (
                 self._page_row(
                     record, width=int(record["width"]), height=int(record["height"]), dpi=record["dpi"],
                     text=record["text"] or "", mean_confidence=record["mean_confidence"], line_count=len(lines),
@@ -361,7 +386,7 @@ class Assembler:
 
     def _on_doc(self, doc: _Doc, record: dict) -> None:
         doc_id, key = record["doc_id"], record["key"]
-        if record["error_code"] is None and not self.force:
+        if not self.force and not (record["error_code"] is not None and record["error_retryable"]):
             earlier = self.done.row(doc_id, self.fingerprint)
             if earlier is not None:
                 self._drop(doc)
@@ -381,7 +406,7 @@ class Assembler:
                 twin.append(record)
             return
         if record["error_code"] is not None:
-            doc.page_rows.clear()
+            doc.pages.clear()
             record["pages_seen"] = 0
         doc.record = record
 
@@ -428,7 +453,7 @@ class Assembler:
 
     def _finish(self, doc: _Doc) -> None:
         record = doc.record
-        pages = sorted(doc.page_rows, key=lambda r: r["page_index"])
+        pages = doc.page_rows
         row = self._doc_row(record, pages, doc.ocr_ms)
         del self.docs[doc.key]
         self.dropped.add(doc.key)

@@ -1,0 +1,148 @@
+"""The Ray Data runner: the same records as the local runner, fanned out over a Ray cluster.
+
+The job::
+
+    planned refs (driver)
+      -> flat_map(fetch + sniff + decode)      CPU tasks, ``ray.decode_num_cpus`` each
+      -> map_batches(OcrRecords)               actor pool: models load once per actor;
+                                               one GPU each when the cluster has GPUs,
+                                               fractional CPUs otherwise
+      -> iter_rows() -> Assembler (driver)     rows, Parquet shards, manifest
+
+Pages stream: Ray Data's executor bounds what is in flight, pixels stay in the
+object store between decode tasks and OCR actors, and the driver only ever
+sees page results (text and boxes). Per-document failures are records, never
+exceptions, so Ray Data never drops a block; a dead actor is restarted and its
+batch retried, and the assembler keeps each document and page once.
+
+Only this module imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+from pipeline.config import FolioConfig
+from pipeline.errors import ConfigError
+from pipeline.output import load_done_index
+from pipeline.runner.common import (
+    RECORD_FIELDS,
+    Assembler,
+    OcrRecords,
+    Progress,
+    RunSummary,
+    plan,
+    read_document,
+    records_table,
+)
+from pipeline.stages import stage_models
+from pipeline.storage import get_storage
+from pipeline.types import DocumentRef
+
+__all__ = ["run_ray", "ray_init"]
+
+log = logging.getLogger(__name__)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - ray is a dependency
+        raise ConfigError("the Ray runner needs ray: pip install 'ray[data]'") from e
+    return ray
+
+
+def ray_init(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray; no-op when already connected."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs = {
+        "ignore_reinit_error": True,
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    if address is None:
+        kwargs["num_cpus"] = num_cpus
+    ray.init(address=address, **kwargs)
+
+
+def _decode_refs(batch, config: FolioConfig):
+    """Decode task: planned refs in, their page and document records out, a small table per record
+    so that a long document streams instead of landing in one block."""
+    for row in batch.to_pylist():
+        ref = DocumentRef(row["uri"], row["size"], row["etag"])
+        storage = get_storage(ref.uri, config.storage)
+        for record in read_document(ref, storage, config, as_bytes=True):
+            yield records_table([record])
+
+
+def run_ray(
+    source: str | Iterable[DocumentRef],
+    dest: str,
+    config: FolioConfig,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    exclude: Sequence[str] = (),
+    address: str | None = None,
+) -> RunSummary:
+    """Run the pipeline on Ray Data and write results to ``dest``; same output as :func:`run_local`.
+
+    Args:
+        source: folder, file or URI to plan from, or already planned refs.
+        dest: output folder or URI (must be reachable from the workers).
+        config: the run's configuration (``ray`` section: actor pool and task sizes).
+        force: redo documents the destination already holds under this config.
+        progress: show a progress bar on stderr.
+        exclude: glob patterns of inputs to leave out.
+        address: Ray cluster address (default ``ray.address``, ``RAY_ADDRESS``, else local Ray).
+    """
+    ray = _ray()
+    refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
+    bar = Progress(len(refs), progress)
+    assembler = Assembler(
+        config, dest, load_done_index(dest, config.storage), stage_models(config), force=force, progress=bar
+    )
+    try:
+        if refs:
+            ray_init(address or config.ray.address)
+            _stream(ray, refs, config, assembler)
+    finally:
+        bar.close()
+    return assembler.close(source if isinstance(source, str) else None)
+
+
+def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assembler) -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver's own bar counts documents, pages and errors
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    rc = config.ray
+    gpus = rc.ocr_num_gpus
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    items = [{"uri": r.uri, "size": r.size or 0, "etag": r.etag} for r in refs]
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * rc.max_decode_tasks))
+    ds = ds.map_batches(
+        _decode_refs, fn_kwargs={"config": config}, batch_size=1, batch_format="pyarrow",
+        num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=rc.max_decode_tasks),
+    )
+    ds = ds.map_batches(
+        OcrRecords,
+        fn_constructor_kwargs={"config": config},
+        batch_size=config.runner.batch_pages,
+        batch_format="pyarrow",
+        # Ray Data restarts dead actors and retries their batches without limit by default.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=rc.ocr_actors),
+        num_cpus=rc.ocr_num_cpus,
+        num_gpus=gpus,
+    )
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for row in batch.drop_columns(["image_bytes"]).to_pylist():
+            assembler.add(dict(RECORD_FIELDS) | row)
