@@ -43,6 +43,8 @@ __all__ = ["System", "make_system", "evaluate", "detect_format", "bench", "SYSTE
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("folio", "rapidocr", "tesseract")
+#: What ``folio bench`` can time: the systems, plus Folio's Ray runner.
+BENCH_SYSTEMS = (*SYSTEMS, "folio-ray")
 
 #: A recognised line: polygon (4 points in page pixels), text, confidence.
 Line = tuple[Sequence[Sequence[float]], str, float]
@@ -257,7 +259,32 @@ def _bench_worker(args: dict) -> dict:
     repeat = args["repeat"]
     times: list[float] = []
     result: dict = {"system": system_name, "pages": len(samples)}
-    if system_name == "folio":
+    if system_name == "folio-ray":
+        # The Ray runner end to end on a local Ray: decode tasks, OCR actor pool, driver assembly.
+        # Ray itself is started before the timing (a cluster is up before a job); actor start-up
+        # and model loading are part of every run, as they are in production.
+        from pipeline.runner.ray_data import ray_init, run_ray
+        from pipeline.types import DocumentRef
+
+        refs = [DocumentRef(str(f)) for f in sorted({s.image_path for s in samples})]
+        ray_init(config.ray.address)
+        sampler = _RaySampler()
+        with tempfile.TemporaryDirectory() as dest:
+            run_ray(refs[:1], dest, config, force=True, progress=False)  # warm-up: worker processes, imports
+        sampler.start()
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as dest:
+                t0 = time.perf_counter()
+                summary = run_ray(refs, dest, config, force=True, progress=False)
+                times.append(time.perf_counter() - t0)
+                texts = _texts_from_output(dest)
+        sampler.stop()
+        result["pages"] = summary.pages
+        result["ray_workers_peak_rss_mb"] = sampler.peak_mb
+        scored = [s for s in samples if (str(s.image_path), s.page_index) in texts]
+        if samples and samples[0].words:
+            result["word_f1"] = _bag_f1(scored, [texts[(str(s.image_path), s.page_index)] for s in scored])
+    elif system_name == "folio":
         # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet.
         from pipeline.runner.local import run_local
         from pipeline.stages import create_stage
@@ -305,6 +332,37 @@ def _bench_worker(args: dict) -> dict:
     result["pages_per_s"] = result["pages"] / statistics.median(times) if times else None
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+class _RaySampler:
+    """Highest resident memory of any Ray worker process, sampled from /proc twice a second (Linux)."""
+
+    def __init__(self):
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    cmdline = (status.parent / "cmdline").read_bytes()
+                    if not cmdline.startswith(b"ray::"):
+                        continue
+                    for line in status.read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+                except OSError:
+                    continue
 
 
 def _texts_from_output(dest: str) -> dict[tuple[str, int], str]:
@@ -376,8 +434,10 @@ def bench(
     ratios = {}
     if "folio" in by_name:
         for name, r in by_name.items():
-            if name != "folio" and r.get("pages_per_s"):
+            if name not in ("folio", "folio-ray") and r.get("pages_per_s"):
                 ratios[f"folio/{name} pages_per_s"] = by_name["folio"]["pages_per_s"] / r["pages_per_s"]
+        if by_name.get("folio-ray", {}).get("pages_per_s"):
+            ratios["folio-ray/folio pages_per_s"] = by_name["folio-ray"]["pages_per_s"] / by_name["folio"]["pages_per_s"]
     return {"machine": machine_description(), "path": str(path), "repeat": repeat, "results": results, "ratios": ratios}
 
 
@@ -407,11 +467,32 @@ def bench_markdown(report: dict) -> str:
     folio = next((r for r in report["results"] if r["system"] == "folio"), None)
     for r in report["results"]:
         f1 = f"{r['word_f1']:.3f}" if r.get("word_f1") is not None else "n/a"
-        ratio = (
-            f"{folio['pages_per_s'] / r['pages_per_s']:.2f}x" if folio and r["system"] != "folio" and r["pages_per_s"] else ""
-        )
-        lines.append(f"| {r['system']} | {r['pages']} | {r['pages_per_s']:.3f} | {r['peak_rss_mb']:.0f} | {f1} | {ratio} |")
+        ratio = ""
+        if folio and r["system"] != "folio" and r["pages_per_s"]:
+            ratio = f"{folio['pages_per_s'] / r['pages_per_s']:.2f}x"
+        rss = f"{r['peak_rss_mb']:.0f}"
+        if r.get("ray_workers_peak_rss_mb"):
+            rss += f" (driver), {r['ray_workers_peak_rss_mb']:.0f} (largest worker)"
+        lines.append(f"| {r['system']} | {r['pages']} | {r['pages_per_s']:.3f} | {rss} | {f1} | {ratio} |")
+    for key, value in report.get("ratios", {}).items():
+        lines.append(f"\n{key}: **{value:.2f}x**")
     return "\n".join(lines) + "\n"
+
+
+def update_markdown(path: str | os.PathLike, command: str, table: str) -> None:
+    """Put ``table`` under the heading for ``command`` in ``path``, keeping the other commands' tables."""
+    file = Path(path)
+    header = "# Benchmarks\n\nEach table is regenerated by the `folio bench` command in its heading.\n"
+    sections: dict[str, str] = {}
+    if file.exists():
+        parts = file.read_text().split("\n## ")
+        for part in parts[1:]:
+            title, _, body = part.partition("\n")
+            sections[title] = body.strip("\n")
+    sections[f"`{command}`"] = table.strip("\n")
+    body = "".join(f"\n## {title}\n\n{text}\n" for title, text in sections.items())
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(header + body)
 
 
 if __name__ == "__main__":  # bench worker entry point: one system, one process

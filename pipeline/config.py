@@ -101,7 +101,7 @@ class RecognitionConfig(_Section):
     )
     min_confidence: float = Field(0.5, ge=0, le=1, description="Lines recognised with lower confidence are dropped.")
     split_gap: float = Field(
-        1.5,
+        1.0,
         ge=0,
         description="Cut a detected line where its ink has a gap wider than this many line heights "
         "(form fields and table cells on one baseline); 0 never cuts.",

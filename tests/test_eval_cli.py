@@ -72,3 +72,16 @@ def test_tesseract_tsv_lines():
     assert [l[1] for l in pred.lines] == ["Hello world", "Next"]
     assert pred.lines[0][0] == [[10, 20], [85, 20], [85, 32], [10, 32]]
     assert pred.lines[0][2] == pytest.approx(0.8)
+
+
+def test_benchmark_markdown_keeps_other_commands_tables(tmp_path):
+    from pipeline.benchmark import update_markdown
+
+    md = tmp_path / "benchmarks.md"
+    update_markdown(md, "folio bench a", "| table a |")
+    update_markdown(md, "folio bench b", "| table b |")
+    update_markdown(md, "folio bench a", "| table a2 |")
+    text = md.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "| table a2 |" in text and "| table b |" in text and "| table a |" not in text
+    assert text.index("folio bench a") < text.index("folio bench b")

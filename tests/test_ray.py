@@ -117,3 +117,28 @@ def test_killing_a_worker_node_mid_run_loses_nothing(tmp_path):
     assert len({d["source_uri"] for d in docs}) == 24
     assert len(pages) == 24 and len({(p["doc_id"], p["page_index"]) for p in pages}) == 24
     assert all(d["status"] == "ok" for d in docs)
+
+
+@pytest.mark.slow
+def test_bench_times_the_ray_runner_against_the_local_one(inputs, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(inputs.glob("*.png"))[:1] + sorted(inputs.glob("*.jpg"))[:1]:
+        shutil.copy(p, src)
+    js, md = tmp_path / "b.json", tmp_path / "b.md"
+    args = ["bench", str(src), "--runner", "ray", "--repeat", "1", "--json", str(js), "--markdown", str(md)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(js.read_text())
+    systems = {r["system"]: r for r in report["results"]}
+    assert set(systems) == {"folio", "folio-ray"}
+    assert systems["folio"]["pages"] == systems["folio-ray"]["pages"] == 2
+    assert systems["folio-ray"]["ray_workers_peak_rss_mb"] > 100
+    assert report["ratios"]["folio-ray/folio pages_per_s"] > 0
+    assert "folio-ray/folio pages_per_s" in md.read_text()
