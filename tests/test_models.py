@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.config import DetectionConfig, FolioConfig, RecognitionConfig
+from pipeline.config import DetectionConfig, FolioConfig
 from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreprocessor, order_quad
 from pipeline.models.recognition import CTCDecoder, crop_quad, plan_buckets
 from pipeline.stages import order_lines

@@ -16,7 +16,6 @@ limit) becomes an ``ocr_failed`` row, never an exception.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import math
@@ -27,7 +26,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from PIL import Image
 
 from pipeline.config import FolioConfig, TesseractConfig
 from pipeline.errors import FolioError, ModelError, OcrError
-from pipeline.models.zoo import ModelFile
+from pipeline.models.zoo import ModelFile, files_sha256
 from pipeline.stages import order_lines
 
 __all__ = ["TesseractStage", "parse_tsv", "tesseract_model_info"]
@@ -58,7 +56,6 @@ _OUTPUT_COLUMNS = (
 )
 
 _probe_cache: dict[tuple[str, str | None], tuple[str, Path | None]] = {}
-_hash_cache: dict[tuple, str] = {}
 _cache_lock = threading.Lock()
 
 
@@ -103,23 +100,6 @@ def _default_tessdata() -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def _digest(paths: Sequence[Path]) -> str:
-    """sha256 of the files' bytes, one after the other (for one file: that file's sha256)."""
-    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    with _cache_lock:
-        if key in _hash_cache:
-            return _hash_cache[key]
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    value = digest.hexdigest()
-    with _cache_lock:
-        _hash_cache[key] = value
-    return value
-
-
 def tesseract_model_info(config: FolioConfig) -> dict[str, ModelFile]:
     """What the runner records as the models of a tesseract run, without starting a stage.
 
@@ -147,7 +127,7 @@ def tesseract_model_info(config: FolioConfig) -> dict[str, ModelFile]:
                 "or change tesseract.lang"
             )
         files.append(path)
-    return {"tesseract": ModelFile(name=f"tesseract {version} {lang}", path=tessdata, sha256=_digest(files))}
+    return {"tesseract": ModelFile(name=f"tesseract {version} {lang}", path=tessdata, sha256=files_sha256(*files))}
 
 
 def parse_tsv(tsv: str, min_confidence: float = 0.0) -> tuple[np.ndarray, list[str], list[float]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.errors import ModelError
 
-__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "resolve_model"]
+__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "files_sha256", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ KNOWN_MODELS: dict[str, str] = {
     "ch_ppocr_mobile_v2.0_cls_mobile.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
 }
 
-_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_cache: dict[tuple, str] = {}
 _hash_lock = threading.Lock()
 
 
@@ -54,16 +54,20 @@ def default_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+def files_sha256(*paths: Path) -> str:
+    """sha256 of the files' bytes, one after the other (for one file: that file's sha256).
+
+    Cached by path, size and mtime: model files are hashed once per process.
+    """
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     with _hash_lock:
         if key in _hash_cache:
             return _hash_cache[key]
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    for path in paths:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
     value = digest.hexdigest()
     with _hash_lock:
         _hash_cache[key] = value
@@ -80,7 +84,7 @@ def resolve_model(name: str, model_dir: str | os.PathLike | None = None) -> Mode
     path = folder / name
     if not path.is_file():
         raise ModelError(f"model file {name!r} not found in {folder}; Folio never downloads models at run time")
-    digest = _sha256(path)
+    digest = files_sha256(path)
     expected = KNOWN_MODELS.get(name)
     if expected is not None and digest != expected:
         raise ModelError(f"model file {path} has sha256 {digest}, expected {expected}: the file is corrupt or replaced")

@@ -23,7 +23,7 @@ import fnmatch
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ from pipeline.output import DatasetWriter, DoneIndex, new_run_id
 from pipeline.storage import Storage, get_storage
 from pipeline.types import DocumentRef
 
-__all__ = ["RECORD_FIELDS", "RECORD_SCHEMA", "records_table", "RunSummary", "plan", "read_document", "OcrRecords", "Assembler", "Progress"]
+__all__ = ["RECORD_FIELDS", "RECORD_SCHEMA", "records_table", "start_run", "RunSummary", "plan", "read_document", "OcrRecords", "Assembler", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -529,3 +529,22 @@ class Assembler:
         }
         s.manifest = self.writer.write_manifest(manifest)
         return s.manifest
+
+
+def start_run(
+    source: str | Iterable[DocumentRef],
+    dest: str,
+    config: FolioConfig,
+    *,
+    force: bool,
+    progress: bool,
+    exclude: Sequence[str],
+) -> tuple[list[DocumentRef], Assembler]:
+    """What every runner does first: plan the inputs and set up the assembler (and its progress bar)."""
+    from pipeline.output import load_done_index
+    from pipeline.stages import stage_models
+
+    refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
+    bar = Progress(len(refs), progress)
+    done = load_done_index(dest, config.storage)
+    return refs, Assembler(config, dest, done, stage_models(config), force=force, progress=bar)

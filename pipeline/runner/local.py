@@ -14,9 +14,8 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from pipeline.config import FolioConfig
-from pipeline.output import load_done_index
-from pipeline.runner.common import Assembler, OcrRecords, Progress, RunSummary, plan, read_document
-from pipeline.stages import create_stage, stage_models
+from pipeline.runner.common import OcrRecords, RunSummary, plan, read_document, start_run
+from pipeline.stages import create_stage
 from pipeline.storage import get_storage
 from pipeline.types import DocumentRef
 
@@ -49,11 +48,7 @@ def run_local(
     Returns:
         The run's :class:`RunSummary`; the manifest path is in ``summary.manifest``.
     """
-    refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
-    bar = Progress(len(refs), progress)
-    assembler = Assembler(
-        config, dest, load_done_index(dest, config.storage), stage_models(config), force=force, progress=bar
-    )
+    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude)
     ocr: OcrRecords | None = None  # models load only when there is a page to OCR
     pending: list[dict] = []
 
@@ -80,7 +75,7 @@ def run_local(
                     assembler.add(record)
         run_ocr()
     finally:
-        bar.close()
+        assembler.progress.close()
     summary = assembler.close(source if isinstance(source, str) else None)
     log.info(
         "run %s: %d documents (%d skipped), %d pages, %d failed in %.1f s",

@@ -26,18 +26,15 @@ from collections.abc import Iterable, Sequence
 
 from pipeline.config import FolioConfig
 from pipeline.errors import ConfigError
-from pipeline.output import load_done_index
 from pipeline.runner.common import (
     RECORD_FIELDS,
     Assembler,
     OcrRecords,
-    Progress,
     RunSummary,
-    plan,
     read_document,
     records_table,
+    start_run,
 )
-from pipeline.stages import stage_models
 from pipeline.storage import get_storage
 from pipeline.types import DocumentRef
 
@@ -103,17 +100,13 @@ def run_ray(
         address: Ray cluster address (default ``ray.address``, ``RAY_ADDRESS``, else local Ray).
     """
     ray = _ray()
-    refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
-    bar = Progress(len(refs), progress)
-    assembler = Assembler(
-        config, dest, load_done_index(dest, config.storage), stage_models(config), force=force, progress=bar
-    )
+    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude)
     try:
         if refs:
             ray_init(address or config.ray.address)
             _stream(ray, refs, config, assembler)
     finally:
-        bar.close()
+        assembler.progress.close()
     return assembler.close(source if isinstance(source, str) else None)
 
 
