@@ -87,11 +87,11 @@ class RecognitionConfig(_Section):
     max_batch_pixels: int = Field(
         48 * 320 * 64, ge=1, description="Most padded pixels per recognition call (caps memory on long lines)."
     )
-    bucket_ratio: float = Field(
-        1.3,
-        ge=1.0,
-        description="A batch is closed when its widest crop would be this many times its narrowest, "
-        "keeping padding small.",
+    width_step: int = Field(
+        32,
+        ge=1,
+        description="Crops are padded to their width rounded up to this and batched only with crops of the same "
+        "padded width, so a line reads the same whatever else is in its batch (local and Ray runners agree).",
     )
     min_width: int = Field(
         128,

@@ -204,3 +204,32 @@ def test_tesseract_engine_writes_the_same_tables(clean_docs, tmp_path):
     assert doc["engine"] == "tesseract" and doc["models"][0]["role"] == "tesseract"
     [page] = _read(tmp_path / "out", "pages")
     assert page["line_count"] > 10 and all(len(l["polygon"]) == 4 for l in page["lines"])
+
+
+def test_a_run_that_dies_midway_is_completed_by_a_rerun(clean_docs, tmp_path):
+    """Shards already written survive a crash; the rerun skips them and writes each document once."""
+    from pipeline.config import load_config
+    from pipeline.runner.local import run_local
+    from pipeline.stages import OcrStage
+
+    calls = {"n": 0}
+
+    class DiesOnThirdBatch(OcrStage):  # the production seam, with a crash injected
+        def __call__(self, batch):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("injected crash")
+            return super().__call__(batch)
+
+    config = load_config(overrides={"runner.flush_documents": 1, "runner.batch_pages": 1}, environ={})
+    dest = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="injected"):
+        run_local(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",), stage_factory=DiesOnThirdBatch)
+    written = {d["source_uri"] for d in _read(dest, "documents")}
+    assert 1 <= len(written) < 4
+    summary = run_local(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",))
+    assert summary.skipped == len(written)
+    docs = _read(dest, "documents")
+    assert len(docs) == 4 and len({d["source_uri"] for d in docs}) == 4
+    pages = _read(dest, "pages")
+    assert len({(p["doc_id"], p["page_index"]) for p in pages}) == len(pages) == sum(d["page_count"] for d in docs)

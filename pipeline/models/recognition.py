@@ -1,9 +1,10 @@
 """Text recognition with a CTC model: line crops in, strings and confidences out.
 
 Crops from every page of a batch go through one :class:`TextRecognizer` call.
-They are sorted by aspect ratio and cut into buckets whose widest member is at
-most ``bucket_ratio`` times the narrowest, so each padded batch wastes little
-compute, and each bucket is capped by count and by padded pixels.
+Each crop is padded to its own width rounded up to ``width_step`` and batched
+with crops of the same padded width, so padding wastes little compute and a
+line reads the same whatever else is in its batch; batches are capped by count
+and by padded pixels.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pipeline.config import ClassifierConfig, RecognitionConfig
 from pipeline.errors import ModelError
 from pipeline.models.engine import Engine
 
-__all__ = ["CHARSETS", "CTCDecoder", "crop_quad", "split_at_gaps", "plan_buckets", "TextRecognizer", "LineClassifier"]
+__all__ = ["CHARSETS", "CTCDecoder", "crop_quad", "split_at_gaps", "padded_width", "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
 
@@ -104,45 +105,44 @@ def split_at_gaps(crop: np.ndarray, quad: np.ndarray, min_gap: float) -> list[tu
     return pieces
 
 
+def padded_width(width: int, min_width: int, step: int) -> int:
+    """The width a crop is padded to: its own width rounded up to ``step``, at least ``min_width``."""
+    return max(min_width, -(-width // step) * step)
+
+
 def plan_buckets(
     widths: Sequence[int],
     batch_size: int,
     max_batch_pixels: int,
-    bucket_ratio: float,
+    width_step: int,
     height: int,
     min_width: int = 320,
 ) -> list[list[int]]:
-    """Group crop indices into batches of similar width.
+    """Group crop indices into batches of crops with the same padded width.
+
+    A crop's padded width depends on its own width only (:func:`padded_width`),
+    so its recognition does not depend on what else is in the batch: the same
+    page reads the same in any runner and any batch. Padding is at most
+    ``width_step - 1`` pixels.
 
     Args:
         widths: resized width of every crop at the model height.
         batch_size: most crops per batch.
-        max_batch_pixels: most padded pixels (count x height x widest) per batch.
-        bucket_ratio: widest / narrowest allowed within one batch.
+        max_batch_pixels: most padded pixels (count x height x width) per batch.
+        width_step: padded widths are multiples of this.
         height: model input height.
         min_width: narrowest padded width (short crops are padded up to it).
 
     Returns:
         Lists of indices into ``widths``; every index appears exactly once.
     """
-    order = np.argsort(np.asarray(widths), kind="stable")
+    classes: dict[int, list[int]] = {}
+    for idx in np.argsort(np.asarray(widths), kind="stable").tolist():
+        classes.setdefault(padded_width(widths[idx], min_width, width_step), []).append(idx)
     batches: list[list[int]] = []
-    current: list[int] = []
-    narrowest = 0
-    for idx in order.tolist():
-        w = max(widths[idx], min_width)
-        if current:
-            too_many = len(current) >= batch_size
-            too_big = (len(current) + 1) * height * w > max_batch_pixels
-            too_uneven = w > bucket_ratio * narrowest
-            if too_many or too_big or too_uneven:
-                batches.append(current)
-                current = []
-        if not current:
-            narrowest = w
-        current.append(idx)
-    if current:
-        batches.append(current)
+    for width, members in classes.items():
+        per_batch = max(1, min(batch_size, max_batch_pixels // (height * width)))
+        batches.extend(members[i : i + per_batch] for i in range(0, len(members), per_batch))
     return batches
 
 
@@ -226,8 +226,7 @@ def _resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(crop, (new_w, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
 
 
-def _batch_tensor(crops: Sequence[np.ndarray], height: int, min_width: int) -> np.ndarray:
-    width = max(min_width, max(c.shape[1] for c in crops))
+def _batch_tensor(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
     # Padding stays 0 in normalised space, as PP-OCR pads during training.
     batch = np.zeros((len(crops), 3, height, width), np.float32)
     for i, crop in enumerate(crops):
@@ -259,13 +258,14 @@ class TextRecognizer:
             [r.shape[1] for r in resized],
             self.config.batch_size,
             self.config.max_batch_pixels,
-            self.config.bucket_ratio,
+            self.config.width_step,
             height,
             self.config.min_width,
         )
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         for batch in batches:
-            probs = self.engine(_batch_tensor([resized[i] for i in batch], height, self.config.min_width))
+            width = padded_width(resized[batch[0]].shape[1], self.config.min_width, self.config.width_step)
+            probs = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
             for i, res in zip(batch, self.decode(probs)):
                 results[i] = res
         return results
