@@ -170,15 +170,20 @@ def demo(workdir, pages):
         f"{summary.documents} documents, {summary.pages} pages, {summary.failed} failed, "
         f"{summary.pages_per_second:.2f} pages/s\nParquet: {dest}/documents and {dest}/pages (manifest {summary.manifest})"
     )
+    python = Path(sys.executable)
+    try:
+        python = python.relative_to(Path.cwd())
+    except ValueError:
+        pass
     click.echo("read it with DuckDB:")
     click.echo(
-        f"  python -c \"import duckdb; print(duckdb.sql(\\\"select doc_id[:12] as doc, page_index, "
+        f"  {python} -c \"import duckdb; print(duckdb.sql(\\\"select doc_id[:12] as doc, page_index, "
         f"left(replace(text, chr(10), ' '), 60) as text from read_parquet('{dest}/pages/**/*.parquet', "
         f"hive_partitioning=true)\\\"))\""
     )
     click.echo("or with pyarrow:")
     click.echo(
-        f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{dest}/pages', partitioning='hive')"
+        f"  {python} -c \"import pyarrow.dataset as ds; print(ds.dataset('{dest}/pages', partitioning='hive')"
         f".to_table(columns=['doc_id','page_index','text']).to_pandas())\""
     )
     sys.exit(EXIT_DOCUMENTS_FAILED if summary.failed else EXIT_OK)

@@ -233,3 +233,11 @@ def test_a_run_that_dies_midway_is_completed_by_a_rerun(clean_docs, tmp_path):
     assert len(docs) == 4 and len({d["source_uri"] for d in docs}) == 4
     pages = _read(dest, "pages")
     assert len({(p["doc_id"], p["page_index"]) for p in pages}) == len(pages) == sum(d["page_count"] for d in docs)
+
+
+def test_demo_synthesizes_runs_and_says_how_to_read_the_output(tmp_path):
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--pages", "3"], catch_exceptions=False)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "3 documents, 3 pages, 0 failed" in result.output
+    assert "read_parquet(" in result.output and "partitioning='hive'" in result.output
+    assert len(_read(tmp_path / "demo" / "output", "pages")) == 3
