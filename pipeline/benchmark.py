@@ -282,6 +282,7 @@ def _bench_worker(args: dict) -> dict:
         # every input page the run answered for (inputs with identical bytes are OCR'd once)
         result["pages"] = len(texts)
         result["ray_workers_peak_rss_mb"] = sampler.peak_mb
+        result["ray_workers_peak_private_mb"] = sampler.private_peak_mb
         scored = [s for s in samples if (str(s.image_path), s.page_index) in texts]
         if samples and samples[0].words:
             result["word_f1"] = _bag_f1(scored, [texts[(str(s.image_path), s.page_index)] for s in scored])
@@ -335,12 +336,18 @@ def _bench_worker(args: dict) -> dict:
 
 
 class _RaySampler:
-    """Highest resident memory of any Ray worker process, sampled from /proc twice a second (Linux)."""
+    """Peak memory of Ray worker processes, sampled from /proc twice a second (Linux).
+
+    ``peak_mb`` is the largest VmHWM, which counts the object-store pages a
+    worker has mapped (shared memory, also counted by every other reader);
+    ``private_peak_mb`` is the largest RssAnon seen, the worker's own memory.
+    """
 
     def __init__(self):
         import threading
 
         self.peak_mb = 0.0
+        self.private_peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -355,12 +362,13 @@ class _RaySampler:
         while not self._stop.wait(0.5):
             for status in Path("/proc").glob("[0-9]*/status"):
                 try:
-                    cmdline = (status.parent / "cmdline").read_bytes()
-                    if not cmdline.startswith(b"ray::"):
+                    if not (status.parent / "cmdline").read_bytes().startswith(b"ray::"):
                         continue
                     for line in status.read_text().splitlines():
                         if line.startswith("VmHWM:"):
                             self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+                        elif line.startswith("RssAnon:"):
+                            self.private_peak_mb = max(self.private_peak_mb, int(line.split()[1]) / 1024)
                 except OSError:
                     continue
 
@@ -477,7 +485,10 @@ def bench_markdown(report: dict) -> str:
             ratio = f"{folio['pages_per_s'] / r['pages_per_s']:.2f}x"
         rss = f"{r['peak_rss_mb']:.0f}"
         if r.get("ray_workers_peak_rss_mb"):
-            rss += f" (driver), {r['ray_workers_peak_rss_mb']:.0f} (largest worker)"
+            rss += (
+                f" (driver); largest worker {r['ray_workers_peak_rss_mb']:.0f} incl. shared object store, "
+                f"{r.get('ray_workers_peak_private_mb', 0):.0f} private"
+            )
         lines.append(f"| {r['system']} | {r['pages']} | {r['pages_per_s']:.3f} | {rss} | {f1} | {ratio} |")
     for key, value in report.get("ratios", {}).items():
         lines.append(f"\n{key}: **{value:.2f}x**")
