@@ -279,13 +279,9 @@ def _bench_worker(args: dict) -> dict:
                 times.append(time.perf_counter() - t0)
                 texts = _texts_from_output(dest)
         sampler.stop()
-        # every input page the run answered for (inputs with identical bytes are OCR'd once)
-        result["pages"] = len(texts)
+        result.update(_runner_scores(samples, texts))
         result["ray_workers_peak_rss_mb"] = sampler.peak_mb
         result["ray_workers_peak_private_mb"] = sampler.private_peak_mb
-        scored = [s for s in samples if (str(s.image_path), s.page_index) in texts]
-        if samples and samples[0].words:
-            result["word_f1"] = _bag_f1(scored, [texts[(str(s.image_path), s.page_index)] for s in scored])
     elif system_name == "folio":
         # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet.
         from pipeline.runner.local import run_local
@@ -308,10 +304,7 @@ def _bench_worker(args: dict) -> dict:
                 run_local(refs, dest, config, force=True, progress=False, stage_factory=lambda c: stage)
                 times.append(time.perf_counter() - t0)
                 texts = _texts_from_output(dest)
-        result["pages"] = len(texts)
-        scored = [s for s in samples if (str(s.image_path), s.page_index) in texts]
-        if samples and samples[0].words:
-            result["word_f1"] = _bag_f1(scored, [texts[(str(s.image_path), s.page_index)] for s in scored])
+        result.update(_runner_scores(samples, texts))
     else:
         system = make_system(system_name, config)
         cache: dict = {}
@@ -385,6 +378,16 @@ def _texts_from_output(dest: str) -> dict[tuple[str, int], str]:
     return {
         (d["source_uri"], index): text for d in docs.to_pylist() for index, text in by_doc.get(d["doc_id"], [])
     }
+
+
+def _runner_scores(samples: Sequence[GtPage], texts: dict[tuple[str, int], str]) -> dict:
+    """Pages and word F1 of a runner's output: every input page it answered for counts
+    (inputs with identical bytes are OCR'd once and share their twin's text)."""
+    out: dict = {"pages": len(texts)}
+    scored = [s for s in samples if (str(s.image_path), s.page_index) in texts]
+    if samples and samples[0].words:
+        out["word_f1"] = _bag_f1(scored, [texts[(str(s.image_path), s.page_index)] for s in scored])
+    return out
 
 
 def _bag_f1(samples: Sequence[GtPage], texts: Sequence[str]) -> float:

@@ -1,4 +1,4 @@
-"""Plain data passed between stages: documents, page images, text lines, page results.
+"""Plain data passed between stages: planned documents and recognised text lines.
 
 These are frozen dataclasses so they are hashable, picklable (they cross Ray
 process boundaries) and cannot be changed behind a stage's back.
@@ -6,11 +6,9 @@ process boundaries) and cannot be changed behind a stage's back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-__all__ = ["DocumentRef", "PageImage", "TextLine", "PageResult"]
+__all__ = ["DocumentRef", "TextLine"]
 
 
 @dataclass(frozen=True)
@@ -26,23 +24,6 @@ class DocumentRef:
     uri: str
     size: int | None = None
     etag: str | None = None
-
-
-@dataclass(frozen=True)
-class PageImage:
-    """One decoded page, RGB ``uint8`` of shape (H, W, 3).
-
-    Attributes:
-        doc_id: sha256 hex of the document's bytes.
-        page_index: 0-based page (or TIFF frame) number.
-        image: the pixels.
-        dpi: resolution the page was rasterised or scanned at, when known.
-    """
-
-    doc_id: str
-    page_index: int
-    image: np.ndarray = field(repr=False, compare=False)
-    dpi: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,26 +53,3 @@ class TextLine:
             "block_index": int(self.block_index),
             "line_index": int(self.line_index),
         }
-
-
-@dataclass(frozen=True)
-class PageResult:
-    """OCR output for one page, or the error that stopped it."""
-
-    doc_id: str
-    page_index: int
-    width: int
-    height: int
-    dpi: float | None
-    lines: tuple[TextLine, ...] = ()
-    text: str = ""
-    status: str = "ok"
-    error_code: str | None = None
-    error_message: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
-
-    @property
-    def mean_confidence(self) -> float | None:
-        if not self.lines:
-            return None
-        return float(np.mean([line.confidence for line in self.lines]))
