@@ -10,7 +10,10 @@ Three systems behind one small interface, :class:`System`:
 
 ``folio eval`` scores one system. ``folio bench`` times every system on the
 same pages, one after the other, each in a fresh subprocess so its peak RSS is
-its own, and reports the ratios Folio / peer.
+its own, and reports the ratios Folio / peer. With ``--device cuda`` Folio runs
+the torch engine on the GPU, and its result adds the GPU's utilisation (sampled
+every 200 ms through NVML, or ``nvidia-smi`` when pynvml is not installed) and
+its peak memory.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pipeline.datasets import GtPage, read_dataset
 from pipeline.decode import open_document
 from pipeline.evaluate import PageScore, score_page, summarize
 
-__all__ = ["System", "make_system", "evaluate", "detect_format", "bench", "SYSTEMS"]
+__all__ = ["System", "make_system", "evaluate", "detect_format", "bench", "cuda_problem", "SYSTEMS"]
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +285,7 @@ def _bench_worker(args: dict) -> dict:
         result.update(_runner_scores(samples, texts))
         result["ray_workers_peak_rss_mb"] = sampler.peak_mb
         result["ray_workers_peak_private_mb"] = sampler.private_peak_mb
+        result["ray_memory_by_role_mb"] = sampler.summary()
     elif system_name == "folio":
         # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet.
         from pipeline.runner.local import run_local
@@ -298,12 +302,17 @@ def _bench_worker(args: dict) -> dict:
                 doc.close()
         files = sorted({s.image_path for s in samples})
         refs = [DocumentRef(str(f)) for f in files]
+        gpu = _GpuSampler.for_config(config)
+        if gpu is not None:
+            gpu.start()
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as dest:
                 t0 = time.perf_counter()
                 run_local(refs, dest, config, force=True, progress=False, stage_factory=lambda c: stage)
                 times.append(time.perf_counter() - t0)
                 texts = _texts_from_output(dest)
+        if gpu is not None:
+            result.update(gpu.stop())
         result.update(_runner_scores(samples, texts))
     else:
         system = make_system(system_name, config)
@@ -328,19 +337,140 @@ def _bench_worker(args: dict) -> dict:
     return result
 
 
-class _RaySampler:
-    """Peak memory of Ray worker processes, sampled from /proc twice a second (Linux).
+def cuda_problem() -> str | None:
+    """Why Folio cannot run on CUDA here, or None when it can (imports torch)."""
+    from pipeline.models.torch_engine import torch_available
 
-    ``peak_mb`` is the largest VmHWM, which counts the object-store pages a
-    worker has mapped (shared memory, also counted by every other reader);
-    ``private_peak_mb`` is the largest RssAnon seen, the worker's own memory.
+    if not torch_available():
+        return "torch is not installed; install the torch extra: pip install 'folio[torch]'"
+    import torch
+
+    if not torch.cuda.is_available():
+        return (
+            f"torch sees no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}; "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
+    return None
+
+
+class _GpuSampler:
+    """GPU utilisation and memory in a background thread, every 200 ms.
+
+    Through NVML (``pynvml``, from the nvidia-ml-py package) when it imports,
+    else an ``nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
+    -lms 200`` process; with neither, only torch's own peak allocation is
+    reported. ``stop()`` returns the figures for the bench result.
+    """
+
+    INTERVAL_S = 0.2
+
+    def __init__(self, torch_device: str):
+        import threading
+
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(torch_device)
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        # NVML and nvidia-smi number the GPUs physically; torch counts the visible ones.
+        visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        self.nvml_index = int(visible[index]) if index < len(visible) and visible[index].strip().isdigit() else index
+        self.util: list[float] = []
+        self.mem_mb: list[float] = []
+        self.source = "none"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen | None = None
+
+    @classmethod
+    def for_config(cls, config: FolioConfig) -> _GpuSampler | None:
+        """A sampler when the config runs the torch engine on CUDA, else None."""
+        from pipeline.models.engine import resolve_engine_name
+        from pipeline.models.torch_engine import resolve_device
+
+        if resolve_engine_name(config.engine) != "torch":
+            return None
+        device = resolve_device(config.engine)
+        return cls(device) if device.startswith("cuda") else None
+
+    def start(self) -> None:
+        self._torch.cuda.synchronize(self.device)
+        self._torch.cuda.reset_peak_memory_stats(self.device)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            import pynvml
+        except ImportError:
+            pynvml = None
+        if pynvml is not None:
+            try:
+                pynvml.nvmlInit()
+                handle = pynvml.nvmlDeviceGetHandleByIndex(self.nvml_index)
+            except pynvml.NVMLError as e:
+                log.warning("bench: NVML unavailable (%s); trying nvidia-smi", e)
+            else:
+                self.source = "nvml"
+                try:
+                    while not self._stop.wait(self.INTERVAL_S):
+                        self.util.append(float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+                        self.mem_mb.append(pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20)
+                finally:
+                    pynvml.nvmlShutdown()
+                return
+        if shutil.which("nvidia-smi") is None:
+            log.warning("bench: neither pynvml nor nvidia-smi is available; GPU utilisation not sampled")
+            return
+        self.source = "nvidia-smi"
+        self._proc = subprocess.Popen(
+            ["nvidia-smi", f"--id={self.nvml_index}", "--query-gpu=utilization.gpu,memory.used",
+             "--format=csv,noheader,nounits", f"-lms={int(self.INTERVAL_S * 1000)}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        for line in self._proc.stdout:
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) == 2 and all(p.replace(".", "", 1).isdigit() for p in parts):
+                self.util.append(float(parts[0]))
+                self.mem_mb.append(float(parts[1]))
+
+    def stop(self) -> dict:
+        self._torch.cuda.synchronize(self.device)
+        self._stop.set()
+        if self._proc is not None:
+            self._proc.terminate()
+        self._thread.join(timeout=5)
+        if self._proc is not None:
+            self._proc.wait(timeout=5)
+        return {
+            "gpu_name": self._torch.cuda.get_device_name(self.device),
+            "gpu_sampler": self.source,
+            "gpu_util_mean_pct": statistics.fmean(self.util) if self.util else None,
+            "gpu_util_max_pct": max(self.util) if self.util else None,
+            "gpu_mem_peak_mb": max(self.mem_mb) if self.mem_mb else None,
+            "torch_peak_allocated_mb": self._torch.cuda.max_memory_allocated(self.device) / 2**20,
+        }
+
+
+class _RaySampler:
+    """Memory of the Ray processes this benchmark started, sampled from /proc twice a second (Linux).
+
+    Only descendants of this process count (Ray's workers are children of the
+    raylet this driver started), so other Ray jobs on the machine do not
+    leak in. Per role (``ocr`` actors, ``decode`` tasks and idle workers, the
+    ``driver``): the peak and median RssAnon (the process's own memory; VmHWM
+    also counts object-store pages a worker has mapped, shared with every
+    other reader) and the peaks over the first and last quarters of the run,
+    which show whether memory grows with the run's length.
     """
 
     def __init__(self):
+        import os
         import threading
 
+        self.root = os.getpid()
         self.peak_mb = 0.0
         self.private_peak_mb = 0.0
+        self.series: dict[str, list[float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -353,17 +483,51 @@ class _RaySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
+            parents, info = {}, {}
             for status in Path("/proc").glob("[0-9]*/status"):
                 try:
-                    if not (status.parent / "cmdline").read_bytes().startswith(b"ray::"):
-                        continue
-                    for line in status.read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
-                        elif line.startswith("RssAnon:"):
-                            self.private_peak_mb = max(self.private_peak_mb, int(line.split()[1]) / 1024)
-                except OSError:
+                    fields = dict(l.split(":", 1) for l in status.read_text().splitlines() if ":" in l)
+                    pid = int(status.parent.name)
+                    parents[pid] = int(fields["PPid"])
+                    cmd = (status.parent / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                    info[pid] = (cmd, int(fields.get("RssAnon", "0 kB").split()[0]) / 1024,
+                                 int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
+                except (OSError, ValueError, KeyError):
                     continue
+            sample: dict[str, float] = {}
+            for pid, (cmd, anon, hwm) in info.items():
+                if pid == self.root:
+                    role = "driver"
+                elif cmd.startswith("ray::") and self._descends(pid, parents):
+                    role = "ocr" if "OcrRecords" in cmd else "decode" if ("decode" in cmd or "IDLE" in cmd) else None
+                    if role is None:
+                        continue
+                    self.peak_mb = max(self.peak_mb, hwm)
+                    self.private_peak_mb = max(self.private_peak_mb, anon)
+                else:
+                    continue
+                sample[role] = max(sample.get(role, 0.0), anon)
+            for role, mb in sample.items():
+                self.series.setdefault(role, []).append(mb)
+
+    def _descends(self, pid: int, parents: dict[int, int]) -> bool:
+        for _ in range(64):
+            pid = parents.get(pid, 0)
+            if pid == self.root:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per role: ``peak``, ``median``, ``first_quarter_peak``, ``last_quarter_peak`` (MiB, RssAnon)."""
+        out = {}
+        for role, values in self.series.items():
+            q = max(1, len(values) // 4)
+            out[role] = {"peak": max(values), "median": statistics.median(values),
+                         "first_quarter_peak": max(values[:q]), "last_quarter_peak": max(values[-q:]),
+                         "samples": len(values)}
+        return out
 
 
 def _texts_from_output(dest: str) -> dict[tuple[str, int], str]:
@@ -493,6 +657,31 @@ def bench_markdown(report: dict) -> str:
                 f"{r.get('ray_workers_peak_private_mb', 0):.0f} private"
             )
         lines.append(f"| {r['system']} | {r['pages']} | {r['pages_per_s']:.3f} | {rss} | {f1} | {ratio} |")
+    for r in report["results"]:
+        roles = r.get("ray_memory_by_role_mb")
+        if roles:
+            lines += ["", f"{r['system']}: private memory (RssAnon, MiB) of the processes of this run, by role; "
+                      "first/last quarter: the peaks over the first and last quarter of the samples.", "",
+                      "| role | peak | median | first quarter peak | last quarter peak | samples |",
+                      "|---|---|---|---|---|---|"]
+            for role in ("driver", "decode", "ocr"):
+                m = roles.get(role)
+                if m:
+                    lines.append(f"| {role} | {m['peak']:.0f} | {m['median']:.0f} | {m['first_quarter_peak']:.0f} | "
+                                 f"{m['last_quarter_peak']:.0f} | {m['samples']} |")
+    for r in report["results"]:
+        if r.get("gpu_name"):
+            util = r.get("gpu_util_mean_pct")
+            util_text = (
+                f"mean {util:.0f}% / max {r['gpu_util_max_pct']:.0f}% ({r['gpu_sampler']})"
+                if util is not None else "not sampled"
+            )
+            peak = r.get("gpu_mem_peak_mb")
+            lines.append(
+                f"\n{r['system']} on {r['gpu_name']}: GPU utilisation {util_text}, peak GPU memory "
+                f"{f'{peak:.0f} MiB' if peak is not None else 'n/a'} (device), "
+                f"{r['torch_peak_allocated_mb']:.0f} MiB allocated by torch."
+            )
     for key, value in report.get("ratios", {}).items():
         lines.append(f"\n{key}: **{value:.2f}x**")
     return "\n".join(lines) + "\n"

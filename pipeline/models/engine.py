@@ -1,13 +1,16 @@
 """Inference engines: the one seam between Folio's pre/post-processing and a runtime.
 
 An engine wraps one model and maps a float32 NCHW array to the model's output
-array. Detection and recognition never touch ONNX Runtime directly, so a torch
-or TensorRT engine slots in behind the same two methods. Engines are built
-from names in exactly one place, :func:`create_engine`.
+array. Detection and recognition never touch ONNX Runtime directly, so the
+torch engine (:mod:`pipeline.models.torch_engine`, the default on CUDA) slots in
+behind the same two methods. Engines are built from names in exactly one place,
+:func:`create_engine`; ``engine.name=auto`` is resolved in one place too,
+:func:`resolve_engine_name`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Protocol
 
@@ -17,7 +20,7 @@ from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
 from pipeline.models.zoo import ModelFile
 
-__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine"]
+__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "resolve_engine", "resolve_engine_name"]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,60 @@ class OnnxRuntimeEngine:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
 
+@functools.cache
+def _torch_cuda_available() -> bool:
+    from pipeline.models.torch_engine import torch_available
+
+    if not torch_available():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_engine_name(config: EngineConfig) -> str:
+    """The engine ``engine.name`` stands for: ``auto`` is torch on CUDA, ONNX Runtime otherwise.
+
+    ``auto`` picks torch when torch imports, sees a CUDA device and ``engine.device``
+    is not ``cpu`` (on a CPU, ONNX Runtime is the faster of the two). Every other
+    name is returned as it is. Torch is imported only to resolve ``auto``.
+    """
+    if config.name != "auto":
+        return config.name
+    if config.device != "cpu" and _torch_cuda_available():
+        return "torch"
+    return "onnxruntime"
+
+
+def resolve_engine(config, cuda: bool | None = None):
+    """``config`` with ``engine.name: auto`` replaced by the engine that will run.
+
+    Runners call this once, where the run starts, so the fingerprint, the
+    ``engine`` column and the workers all agree. ``cuda`` says whether the
+    workers have GPUs (the Ray runner asks the cluster: its driver may run on
+    a CPU-only node); ``None`` asks this process's torch.
+
+    Args:
+        config: a :class:`~pipeline.config.FolioConfig`.
+        cuda: whether the OCR workers have a CUDA device, when known.
+    """
+    engine = config.engine
+    if engine.name != "auto":
+        return config
+    if cuda is None:
+        name = resolve_engine_name(engine)
+    else:
+        name = "torch" if cuda and engine.device != "cpu" else "onnxruntime"
+    return config.model_copy(update={"engine": engine.model_copy(update={"name": name})})
+
+
 def create_engine(model: ModelFile, config: EngineConfig) -> Engine:
-    """Build the engine the config names for one model file."""
-    if config.name == "onnxruntime":
+    """Build the engine the config names (``auto`` resolved) for one model file."""
+    name = resolve_engine_name(config)
+    if name == "onnxruntime":
         return OnnxRuntimeEngine(model, config)
-    raise ModelError(f"unknown engine {config.name!r}")
+    if name == "torch":
+        from pipeline.models.torch_engine import TorchEngine
+
+        return TorchEngine(model, config)
+    raise ModelError(f"engine {name!r} does not run ONNX models")
