@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from pipeline.config import FolioConfig
@@ -114,7 +115,14 @@ class OcrStage:
     uint8 arrays). Output columns: ``doc_id``, ``page_index``, ``width``,
     ``height``, ``lines`` (object array of lists of line dicts), ``text``,
     ``mean_confidence``, ``status``, ``error_code``, ``error_message``,
-    ``detect_ms``, ``recognize_ms``.
+    ``detect_ms``, ``recognize_ms``, and what dewarping did: ``rotation``,
+    ``skew_deg``, ``quad``, ``curl_corrected``, ``dewarp_ms`` (included in
+    ``detect_ms``) and ``dewarp_note`` (why a step was skipped).
+
+    With ``dewarp.enabled`` each page is flattened by
+    :class:`~pipeline.dewarp.Dewarper` before detection; lines are detected and
+    read on the flat page and their polygons mapped back to the original
+    page's pixels.
     """
 
     def __init__(self, config: FolioConfig):
@@ -128,6 +136,11 @@ class OcrStage:
             if "classifier" in files
             else None
         )
+        self.dewarper = None
+        if config.dewarp.enabled:
+            from pipeline.dewarp import Dewarper
+
+            self.dewarper = Dewarper(config.dewarp, self.recognizer)
 
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         if self.classifier is not None:
@@ -143,8 +156,10 @@ class OcrStage:
         out: dict[str, list] = {
             k: [None] * n
             for k in ("width", "height", "lines", "text", "mean_confidence", "status", "error_code",
-                      "error_message", "detect_ms", "recognize_ms")
+                      "error_message", "detect_ms", "recognize_ms", "rotation", "skew_deg", "quad",
+                      "curl_corrected", "dewarp_ms", "dewarp_note")
         }
+        geometries: list = [None] * n
         quads: list[np.ndarray | None] = [None] * n
         crops: list[np.ndarray] = []
         owners: list[int] = []
@@ -155,6 +170,13 @@ class OcrStage:
             try:
                 if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                     raise OcrError(f"page image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}", retryable=False)
+                if self.dewarper is not None:
+                    t1 = time.perf_counter()
+                    image, geometries[i] = self._dewarp(image)
+                    out["dewarp_ms"][i] = (time.perf_counter() - t1) * 1000
+                    for key, value in geometries[i].as_row().items():
+                        out[key][i] = value
+                    out["dewarp_note"][i] = geometries[i].skipped
                 boxes, _ = self.detector(image)
                 page_crops, page_quads = [], []
                 for q in boxes:
@@ -190,7 +212,13 @@ class OcrStage:
                 [recognized[j][0] for j in keep],
                 [recognized[j][1] for j in keep],
             )
-            out["lines"][i] = [line.to_row() for line in lines]
+            rows = [line.to_row() for line in lines]
+            geometry = geometries[i]
+            if rows and geometry is not None and not geometry.identity:
+                mapped = geometry.map_quads(np.asarray([r["polygon"] for r in rows], np.float64))
+                for r, poly in zip(rows, mapped):
+                    r["polygon"] = [[float(x), float(y)] for x, y in poly]
+            out["lines"][i] = rows
             out["text"][i] = text
             out["mean_confidence"][i] = float(np.mean([l.confidence for l in lines])) if lines else None
             out["status"][i] = "ok"
@@ -199,6 +227,15 @@ class OcrStage:
         for key, values in out.items():
             result[key] = np.array(values + [None], dtype=object)[:-1]  # keep lists as objects
         return result
+
+    def _dewarp(self, image: np.ndarray):
+        try:
+            return self.dewarper(image)
+        except (cv2.error, np.linalg.LinAlgError, ValueError) as e:  # geometry must never cost the page
+            from pipeline.dewarp import PageGeometry
+
+            log.warning("dewarping failed on a page, OCR'd as is: %s", e)
+            return image, PageGeometry(skipped=f"dewarp failed: {e}", size=image.shape[:2])
 
     def _recognize_per_page(self, crops, owners, out) -> list[tuple[str, float] | None]:
         results: list[tuple[str, float] | None] = [None] * len(crops)
@@ -226,15 +263,35 @@ def create_stage(config: FolioConfig) -> OcrStage | TesseractStage:
     """Build the OCR stage ``engine.name`` names; the one place an engine name becomes a stage.
 
     Both stages take the same batches and return the same columns. The
-    tesseract stage is imported only when asked for.
+    tesseract stage is imported only when asked for. ``onnxruntime``, ``torch``
+    and ``auto`` all run the PP-OCR models in :class:`OcrStage`; its engines
+    come from :func:`~pipeline.models.engine.create_engine`. ``plugins.stage``
+    (``module:callable``) replaces all of them with a factory of the user's.
     """
+    if config.plugins.stage:
+        return _plugin_factory(config.plugins.stage)(config)
     if config.engine.name == "tesseract":
         from pipeline.models.tesseract import TesseractStage
 
         return TesseractStage(config)
-    if config.engine.name == "onnxruntime":
+    if config.engine.name in ("onnxruntime", "torch", "auto"):
         return OcrStage(config)
     raise ConfigError(f"unknown engine {config.engine.name!r}")
+
+
+def _plugin_factory(path: str):
+    import importlib
+
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr:
+        raise ConfigError(f"plugins.stage must be module:callable, got {path!r}")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"plugins.stage {path!r} cannot be loaded: {e}") from e
+    if not callable(factory):
+        raise ConfigError(f"plugins.stage {path!r} is not callable")
+    return factory
 
 
 def stage_models(config: FolioConfig) -> dict[str, ModelFile]:

@@ -42,11 +42,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["KINDS", "FORMATS", "generate", "available_fonts"]
+__all__ = ["KINDS", "FORMATS", "DISTORTIONS", "generate", "available_fonts"]
 
 log = logging.getLogger(__name__)
 
 KINDS = ("invoice", "form", "book")
+#: Geometric distortions ``generate(distort=...)`` applies on top of a page (``"all"`` writes one folder each).
+DISTORTIONS = ("perspective", "rotate", "skew", "curl")
 """Document kinds :func:`generate` can render."""
 
 FORMATS = ("png", "tiff", "pdf", "jpeg")
@@ -1493,6 +1495,194 @@ def _finish(img: np.ndarray, st: _Style) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+# --------------------------------------------------------------------------- distortions
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    return img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
+
+
+def _paper_colour(img: np.ndarray) -> tuple[float, ...]:
+    """The page's background colour: the median of its border pixels, per channel."""
+    border = np.concatenate([img[:4].reshape(-1, *img.shape[2:]), img[-4:].reshape(-1, *img.shape[2:])])
+    med = np.median(border, axis=0)
+    return tuple(float(v) for v in np.atleast_1d(med))
+
+
+def _densify(poly: np.ndarray, n: int = 9) -> np.ndarray:
+    """A 4-corner box as 2n points along its top and bottom edges, so a curved warp bends it."""
+    tl, tr, br, bl = poly
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return np.concatenate([tl + (tr - tl) * t, br + (bl - br) * t])
+
+
+def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A table top: a random colour with low-frequency blotches, grain and a few streaks."""
+    base = rng.uniform(35, 150, 3)
+    low = cv2.resize(rng.standard_normal((6, 6, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    streaks = np.sin(np.linspace(0, rng.uniform(20, 80), w, dtype=np.float32))[None, :, None] * rng.uniform(0, 8)
+    bg = base[None, None, :] + 18 * low + streaks + rng.standard_normal((h, w, 3)).astype(np.float32) * 5
+    return bg.astype(np.float32)
+
+
+def _distort_perspective(img, polys, rng):
+    """The page photographed on a table: a random homography onto a larger textured canvas."""
+    h, w = img.shape[:2]
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    angle = math.radians(rng.uniform(-6, 6))
+    c, s = math.cos(angle), math.sin(angle)
+    dst = (src - [w / 2, h / 2]) @ np.array([[c, s], [-s, c]]) + rng.uniform(-0.07, 0.07, (4, 2)) * min(w, h)
+    margin = rng.uniform(0.04, 0.14) * max(w, h)
+    dst -= dst.min(axis=0) - margin
+    cw, ch = (dst.max(axis=0) + margin).astype(int)
+    m = cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32))
+    page = cv2.warpPerspective(_rgb(img).astype(np.float32), m, (int(cw), int(ch)), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.ones((h, w), np.float32), m, (int(cw), int(ch)), flags=cv2.INTER_LINEAR)[:, :, None]
+    out = page * mask + _background(int(ch), int(cw), rng) * (1 - mask)
+    # light falls off across the photo
+    gx = np.linspace(-1, 1, int(cw), dtype=np.float32)[None, :, None]
+    gy = np.linspace(-1, 1, int(ch), dtype=np.float32)[:, None, None]
+    a, b = rng.uniform(-0.12, 0.12, 2)
+    out *= 1.0 + a * gx + b * gy
+    out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 0.9))
+    moved = [cv2.perspectiveTransform(p[None].astype(np.float64), m)[0] for p in polys]
+    return out, moved, {"quad": _round(dst)}
+
+
+def _distort_rotate(img, polys, rng):
+    """The page fed into the scanner sideways or upside down: k quarter turns counterclockwise."""
+    k = int(rng.integers(1, 4))
+    h, w = img.shape[:2]
+    out = np.rot90(img, k).astype(np.float32)
+    moved = []
+    for p in polys:
+        q, cur_w, cur_h = np.asarray(p, np.float64), w, h
+        for _ in range(k):  # (x, y) -> (y, W - x) per counterclockwise turn, W the current width
+            q = np.stack([q[:, 1], cur_w - q[:, 0]], axis=1)
+            cur_w, cur_h = cur_h, cur_w
+        moved.append(q)
+    # the correction is k quarter turns clockwise
+    return out, moved, {"rotation": 90 * k}
+
+
+def _distort_skew(img, polys, rng):
+    """The page laid crooked on the glass: rotated by 2-15 degrees on a canvas that holds all of it."""
+    angle = float(rng.uniform(2, 15) * rng.choice([-1, 1]))
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(math.ceil(w * c + h * s)), int(math.ceil(w * s + h * c))
+    m[:, 2] += [(nw - w) / 2, (nh - h) / 2]
+    paper = _paper_colour(img)
+    out = cv2.warpAffine(img.astype(np.float32), m, (nw, nh), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
+    moved = [np.asarray(p, np.float64) @ m[:, :2].T + m[:, 2] for p in polys]
+    return out, moved, {"skew_deg": round(angle, 4)}
+
+
+def _curl_forward(x, y, w, h, params):
+    """Where a point of the flat page lands on the photo of the curled page.
+
+    The page rises towards the spine, z(t) = A (1 - t/L)^2 within a fraction L
+    of the width; a camera at distance D above the centre, tilted by atan(tilt),
+    sees raised points pushed away from the centre and shifted up.
+    """
+    a, length, dist, tilt, left = (params[k] for k in ("amplitude", "extent", "camera", "tilt", "spine_left"))
+    t = x / w if left else (w - x) / w
+    z = a * w * np.clip(1.0 - t / length, 0.0, None) ** 2
+    f = dist * h / (dist * h - z)
+    return w / 2 + (x - w / 2) * f, h / 2 + (y - h / 2) * f - tilt * z, z
+
+
+def _distort_curl(img, polys, rng):
+    """A book page near its spine, photographed from above: text lines bend as the paper rises."""
+    h, w = img.shape[:2]
+    params = {
+        "amplitude": round(float(rng.uniform(0.06, 0.12)), 4), "extent": round(float(rng.uniform(0.35, 0.6)), 4),
+        "camera": round(float(rng.uniform(1.6, 2.4)), 4), "tilt": round(float(rng.uniform(0.15, 0.4)), 4),
+        "spine_left": bool(rng.random() < 0.5),
+    }
+    # canvas: where the page's outline lands, plus a little margin
+    edge = np.linspace(0, 1, 64)
+    ox = np.concatenate([edge * w, np.full(64, w), edge * w, np.zeros(64)])
+    oy = np.concatenate([np.zeros(64), edge * h, np.full(64, h), edge * h])
+    fx, fy, _ = _curl_forward(ox, oy, w, h, params)
+    x0, y0 = math.floor(min(fx.min(), 0)) - 8, math.floor(min(fy.min(), 0)) - 8
+    nw, nh = math.ceil(max(fx.max(), w)) + 8 - x0, math.ceil(max(fy.max(), h)) + 8 - y0
+    # invert the forward map on a coarse grid by fixed-point iteration, then interpolate
+    step = 4
+    gy, gx = np.mgrid[0 : nh + step : step, 0 : nw + step : step].astype(np.float64)
+    qx, qy = gx + x0, gy + y0
+    px, py = qx.copy(), qy.copy()
+    for _ in range(30):
+        fx, fy, _ = _curl_forward(px, py, w, h, params)
+        px += qx - fx
+        py += qy - fy
+    map_x = cv2.resize(px.astype(np.float32), None, fx=step, fy=step, interpolation=cv2.INTER_LINEAR)[:nh, :nw]
+    map_y = cv2.resize(py.astype(np.float32), None, fx=step, fy=step, interpolation=cv2.INTER_LINEAR)[:nh, :nw]
+    paper = _paper_colour(img)
+    out = cv2.remap(img.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
+    # shadow where the paper curves away from the light
+    _, _, z = _curl_forward(map_x, map_y, w, h, params)
+    shade = 1.0 - 0.3 * (z / (params["amplitude"] * w)) ** 1.5
+    out *= shade[:, :, None] if out.ndim == 3 else shade
+    moved = []
+    for p in polys:
+        d = _densify(np.asarray(p, np.float64))
+        fx, fy, _ = _curl_forward(d[:, 0], d[:, 1], w, h, params)
+        moved.append(np.stack([fx - x0, fy - y0], axis=1))
+    params["offset"] = [int(x0), int(y0)]
+    return out, moved, params
+
+
+def _round(points: np.ndarray) -> list[list[float]]:
+    return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
+
+
+_DISTORT = {
+    "perspective": _distort_perspective,
+    "rotate": _distort_rotate,
+    "skew": _distort_skew,
+    "curl": _distort_curl,
+}
+
+
+def _distort(im: Image.Image, gt: dict, distortion: str, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """Warp a rendered page and move its ground truth with it.
+
+    The flat text stays; polygons move into the warped image's pixels (curl
+    polygons get points along their edges, so they bend with the line);
+    ``gt["distortion"]`` says what was done: ``rotation`` (quarter turns,
+    clockwise degrees that make the page upright again), ``skew_deg`` (text
+    angle counterclockwise, scan skew included), ``quad`` (the page corners in
+    the photo) or the curl parameters.
+    """
+    img = np.asarray(im)
+    polys = [np.asarray(ln["polygon"], np.float64) for ln in gt["lines"]]
+    out, moved, params = _DISTORT[distortion](img, polys, rng)
+    if distortion == "skew" and gt.get("damage"):
+        params["skew_deg"] = round(params["skew_deg"] + gt["damage"]["skew_deg"], 4)
+    if distortion == "perspective":
+        # a phone camera: mild JPEG on top of whatever the page went through
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, "JPEG", quality=int(rng.integers(75, 92)))
+        buf.seek(0)
+        with Image.open(buf) as reread:
+            out = np.array(reread)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    h, w = out.shape[:2]
+    lines = []
+    for ln, p in zip(gt["lines"], moved):
+        p = np.asarray(p, np.float64).copy()
+        p[:, 0] = np.clip(p[:, 0], 0, w)
+        p[:, 1] = np.clip(p[:, 1], 0, h)
+        lines.append({**ln, "polygon": _round(p)})
+    gt = {**gt, "width": w, "height": h, "lines": lines, "distortion": {"kind": distortion, **params}}
+    return Image.fromarray(out), gt
+
+
 # --------------------------------------------------------------------------- documents
 
 
@@ -1574,6 +1764,7 @@ def generate(
     formats: Sequence[str] = ("png", "tiff", "pdf"),
     damage: bool = True,
     dpi: int = 150,
+    distort: str | None = None,
 ) -> list[Path]:
     """Write synthetic documents totalling ``pages`` pages into ``dest``.
 
@@ -1595,6 +1786,13 @@ def generate(
         damage: simulate a scan (skew, blur, noise, lighting, bleed-through,
             JPEG artefacts); False gives clean renders.
         dpi: resolution; pages are A4 (1240 x 1754 pixels at 150 dpi).
+        distort: warp every page after the scan damage, one of
+            :data:`DISTORTIONS`: ``perspective`` (a photo of the page on a
+            table), ``rotate`` (90, 180 or 270 degrees), ``skew`` (2-15
+            degrees), ``curl`` (a book page bending up to its spine); or
+            ``"all"``, one sub-folder of ``pages`` pages per distortion. The
+            text stays the flat page's; polygons move into the warped pixels and
+            each page's ``distortion`` entry says what was done.
 
     Returns:
         Paths of the written documents (not of the JSON files), in order.
@@ -1614,7 +1812,11 @@ def generate(
         raise ValueError(f"dpi must be between 50 and 600, got {dpi!r}")
     dpi = int(dpi)
     fmts = _normalise_formats(formats)
+    if distort is not None and distort not in (*DISTORTIONS, "all"):
+        raise ValueError(f"unknown distortion {distort!r}; expected one of {', '.join(DISTORTIONS)}, all")
     _families()  # fail early, before writing anything, when no font exists
+    if distort == "all":
+        return [p for d in DISTORTIONS for p in generate(Path(dest) / d, pages, kind, seed, fmts, damage, dpi, d)]
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -1625,23 +1827,30 @@ def generate(
     while remaining > 0:
         fmt = fmts[i % len(fmts)]
         n = min(plan.randint(1, _MAX_PAGES_PER_DOC), remaining) if fmt in _MULTI_PAGE else 1
-        written.append(_write_document(dest, kind, seed, i, fmt, n, damage, dpi))
+        written.append(_write_document(dest, kind, seed, i, fmt, n, damage, dpi, distort))
         remaining -= n
         i += 1
     log.info("synth: wrote %d %s documents (%d pages) to %s", len(written), kind, pages, dest)
     return written
 
 
-def _write_document(dest: Path, kind: str, seed: int, index: int, fmt: str, npages: int, damage: bool, dpi: int) -> Path:
+def _write_document(
+    dest: Path, kind: str, seed: int, index: int, fmt: str, npages: int, damage: bool, dpi: int,
+    distort: str | None = None,
+) -> Path:
     # Independent streams per document, so a document does not change when
     # an earlier one gets another page count.
     rnd = random.Random(seed * 1_000_003 + index)
     nrng = np.random.default_rng([seed, index])
     st = _pick_style(kind, rnd, dpi)
     doc = _LAYOUTS[kind][0](rnd)
+    # distortions draw from their own stream: the flat pages match those of the same seed without them
+    drng = np.random.default_rng([seed, index, 7])
     images, gts = [], []
     for p in range(npages):
         im, gt = _render_page(kind, st, doc, rnd, nrng, p, npages, damage)
+        if distort is not None:
+            im, gt = _distort(im, gt, distort, drng)
         images.append(im)
         gts.append(gt)
     stem = f"{kind}_{seed:04d}_{index:04d}"
@@ -1657,6 +1866,8 @@ def _write_document(dest: Path, kind: str, seed: int, index: int, fmt: str, npag
         "dpi": dpi,
         "pages": gts,
     }
+    if distort is not None:
+        meta["distort"] = distort
     (dest / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     log.debug("synth: %s (%d pages, fonts %s/%s)", path.name, npages, st.body.name, st.head.name)
     return path
@@ -1672,8 +1883,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--formats", default="png,tiff,pdf", help="comma-separated, from " + ",".join(FORMATS))
     ap.add_argument("--clean", action="store_true", help="no scan damage")
     ap.add_argument("--dpi", type=int, default=150)
+    ap.add_argument("--distort", choices=(*DISTORTIONS, "all"), default=None)
     a = ap.parse_args(argv)
-    for p in generate(a.dest, a.pages, a.kind, a.seed, a.formats.split(","), not a.clean, a.dpi):
+    for p in generate(a.dest, a.pages, a.kind, a.seed, a.formats.split(","), not a.clean, a.dpi, a.distort):
         print(p)
     return 0
 

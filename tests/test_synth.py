@@ -206,3 +206,46 @@ def test_missing_fonts_raise_runtime_error(tmp_path: Path, monkeypatch: pytest.M
 def test_fonts_found() -> None:
     names = synth.available_fonts()
     assert names and len(set(names)) == len(names)
+
+
+def test_unknown_distortion_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="perspective"):
+        generate(tmp_path, 1, "book", distort="fold")
+
+
+@pytest.mark.parametrize("distortion", synth.DISTORTIONS)
+def test_distorted_pages_keep_flat_text_and_polygons_follow_the_ink(tmp_path: Path, distortion: str) -> None:
+    (flat,) = generate(tmp_path / "flat", 1, "book", seed=4, formats=("png",), damage=False, dpi=72)
+    (path,) = generate(tmp_path / "warped", 1, "book", seed=4, formats=("png",), damage=False, dpi=72,
+                       distort=distortion)
+    gt, flat_gt = _gt(path), _gt(flat)
+    assert gt["distort"] == distortion
+    page = gt["pages"][0]
+    assert page["distortion"]["kind"] == distortion
+    assert page["text"] == flat_gt["pages"][0]["text"]
+    (img,) = _frames(path)
+    assert (page["width"], page["height"]) == (img.shape[1], img.shape[0])
+    if distortion == "rotate":
+        assert page["distortion"]["rotation"] in (90, 180, 270)
+    elif distortion == "skew":
+        assert 2 <= abs(page["distortion"]["skew_deg"]) <= 15
+    elif distortion == "perspective":
+        assert np.asarray(page["distortion"]["quad"]).shape == (4, 2)
+    polys = [ln["polygon"] for ln in page["lines"] if ln["text"]]
+    for p in polys:
+        p = np.asarray(p)
+        assert len(p) >= 4 and (p[:, 0] <= page["width"]).all() and (p[:, 1] <= page["height"]).all()
+    ink = img < 110
+    if distortion == "perspective":  # the table is dark too: only count ink on the page
+        quad = np.round(np.asarray(page["distortion"]["quad"])).astype(np.int32)
+        on_page = np.zeros(img.shape, np.uint8)
+        cv2.fillPoly(on_page, [quad], 1)
+        ink &= cv2.erode(on_page, np.ones((9, 9), np.uint8)) > 0
+    covered = _poly_mask(img.shape, [np.asarray(p) for p in polys], grow=2)
+    assert ink.sum() > 1000
+    assert (ink & covered).sum() / ink.sum() > 0.97
+
+
+def test_distort_all_writes_one_folder_per_distortion(tmp_path: Path) -> None:
+    paths = generate(tmp_path, 1, "invoice", seed=2, formats=("png",), damage=False, dpi=60, distort="all")
+    assert sorted(p.parent.name for p in paths) == sorted(synth.DISTORTIONS)
