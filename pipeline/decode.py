@@ -83,7 +83,10 @@ _SANE_DPI = (30.0, 2400.0)
 _PIL_FORMAT = {MIME_TIFF: "TIFF", MIME_PNG: "PNG", MIME_JPEG: "JPEG"}
 
 #: What Pillow raises for malformed data (``Image.open`` itself treats the first four as "not this format").
-_PIL_ERRORS = (SyntaxError, IndexError, TypeError, struct.error, OSError, ValueError, EOFError, KeyError)
+#: ArithmeticError: a TIFF offset stored as a LONG8 of 2**64-1 overflows ``seek`` (OverflowError; found by
+#: tests/test_fuzz.py, see docs/hostile.md).
+_PIL_ERRORS = (SyntaxError, IndexError, TypeError, struct.error, OSError, ValueError, EOFError, KeyError,
+               ArithmeticError)
 
 _SUPPORTED_HINT = "Folio reads PDF, TIFF, PNG and JPEG"
 
