@@ -30,7 +30,7 @@ from pipeline.config import StorageConfig
 from pipeline.errors import RETRYABLE_CODES, StorageError
 from pipeline.storage import get_storage, join
 
-__all__ = ["DatasetWriter", "DoneIndex", "load_done_index", "new_run_id"]
+__all__ = ["DatasetWriter", "DoneIndex", "load_done_index", "new_run_id", "retire_orphan_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +102,23 @@ class DoneIndex:
     Attributes:
         rows: ``(doc_id, config_fingerprint)`` to a summary of its documents row.
         uris: ``(doc_id, config_fingerprint, source_uri)`` triples already recorded.
+        etags: ``(source_uri, source_etag, config_fingerprint)`` of the inputs done, so a
+            planner can leave out unchanged objects without downloading them.
     """
 
     rows: dict[tuple[str, str], dict]
     uris: frozenset[tuple[str, str, str]]
+    etags: frozenset[tuple[str, str, str]] = frozenset()
 
     def row(self, doc_id: str, fingerprint: str) -> dict | None:
         return self.rows.get((doc_id, fingerprint))
 
     def has_uri(self, doc_id: str, fingerprint: str, uri: str) -> bool:
         return (doc_id, fingerprint, uri) in self.uris
+
+    def has_object(self, uri: str, etag: str | None, fingerprint: str) -> bool:
+        """Whether the object at ``uri`` with this ETag was already done under ``fingerprint``."""
+        return etag is not None and (uri, etag, fingerprint) in self.etags
 
 
 def load_done_index(dest: str, storage_config: StorageConfig | None = None) -> DoneIndex:
@@ -124,8 +131,9 @@ def load_done_index(dest: str, storage_config: StorageConfig | None = None) -> D
     storage = get_storage(dest, storage_config)
     rows: dict[tuple[str, str], dict] = {}
     uris: set[tuple[str, str, str]] = set()
-    columns = ["doc_id", "config_fingerprint", "source_uri", "mime", "page_count", "pages_ok", "status",
-               "error_code", "error_message"]
+    etags: set[tuple[str, str, str]] = set()
+    columns = ["doc_id", "config_fingerprint", "source_uri", "source_etag", "mime", "page_count", "pages_ok", "status",
+               "error_code", "error_message", "processed_at"]
     for path in storage.glob(join(dest, "documents"), ".parquet"):
         try:
             table = pq.read_table(io.BytesIO(storage.read(path)), columns=columns)
@@ -136,4 +144,65 @@ def load_done_index(dest: str, storage_config: StorageConfig | None = None) -> D
                 continue
             rows[(row["doc_id"], row["config_fingerprint"])] = row
             uris.add((row["doc_id"], row["config_fingerprint"], row["source_uri"]))
-    return DoneIndex(rows, frozenset(uris))
+            if row["source_etag"]:
+                etags.add((row["source_uri"], row["source_etag"], row["config_fingerprint"]))
+    return DoneIndex(rows, frozenset(uris), frozenset(etags))
+
+
+def _run_id_of(path: str) -> str | None:
+    name = path.rsplit("/", 1)[-1]
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    return name[len("part-"):-len(".parquet")].rsplit("-", 1)[0]
+
+
+def retire_orphan_pages(
+    dest: str, storage_config: StorageConfig | None = None, older_than_s: float = 900.0,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Empty the ``pages`` files whose ``documents`` file was never written.
+
+    A shard is written pages first, then documents, and a document counts as
+    done once its documents row exists; a run killed between the two writes
+    leaves pages rows for documents the next run processes again. Those files
+    are replaced by an empty table (a plain write: no delete permission needed)
+    once the dead run's manifest is ``older_than_s`` old, so a live run, which
+    refreshes its manifest at every shard, is never touched.
+
+    Returns:
+        The files that were emptied.
+    """
+    storage = get_storage(dest, storage_config)
+    docs_root, pages_root = join(dest, "documents"), join(dest, "pages")
+    documents = {p[len(docs_root):] for p in storage.glob(docs_root, ".parquet")}
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ages: dict[str, float | None] = {}
+    retired = []
+    for path in storage.glob(pages_root, ".parquet"):
+        if path[len(pages_root):] in documents:
+            continue
+        run_id = _run_id_of(path)
+        if run_id is None:
+            continue
+        if run_id not in ages:
+            ages[run_id] = _manifest_age(storage, dest, run_id, now)
+        if ages[run_id] < older_than_s:
+            continue  # a run that may still be writing
+        log.warning("emptying %s: its run %s died before writing the documents of this shard", path, run_id)
+        storage.write_atomic(path, _to_parquet([], schema.PAGES, "zstd"))
+        retired.append(path)
+    return retired
+
+
+def _manifest_age(storage, dest: str, run_id: str, now: dt.datetime) -> float:
+    """Seconds since the run's manifest was last written; infinite when it is complete or missing."""
+    path = join(dest, "_runs", f"{run_id}.json")
+    try:
+        manifest = json.loads(storage.read(path))
+    except (StorageError, ValueError):
+        return float("inf")  # no manifest: the run never got as far as its first shard's documents
+    stamp = manifest.get("updated_at") or manifest.get("started_at")
+    if manifest.get("complete") or not stamp:
+        return float("inf")
+    return (now - dt.datetime.fromisoformat(stamp)).total_seconds()
+

@@ -31,32 +31,12 @@ from pipeline.storage import LocalStorage, S3Storage, get_storage, join
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-ACCESS_KEY = "testing"
-SECRET = "folio-fake-secret-7d3b91e0"  # distinctive, so a leak anywhere is easy to spot
+from tests.conftest import ACCESS_KEY, SECRET
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory):
-    """moto in server mode on a free local port; AWS_* point every client at it (and nowhere else)."""
-    home = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))  # never read the developer's ~/.aws
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        mp.setenv("AWS_ENDPOINT_URL", url)
-        try:
-            yield url
-        finally:
-            server.stop()
+def endpoint(s3_endpoint):
+    return s3_endpoint
 
 
 @pytest.fixture()

@@ -22,6 +22,7 @@ import datetime as dt
 import fnmatch
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +32,12 @@ import numpy as np
 from pipeline import __version__
 from pipeline.config import FolioConfig, StorageConfig, config_fingerprint
 from pipeline.decode import open_document
-from pipeline.errors import FolioError, StorageError
+from pipeline.errors import FolioError, StorageError, WorkerLost
 from pipeline.output import DatasetWriter, DoneIndex, new_run_id
 from pipeline.storage import Storage, get_storage
 from pipeline.types import DocumentRef
 
-__all__ = ["RECORD_FIELDS", "RECORD_SCHEMA", "records_table", "start_run", "RunSummary", "plan", "read_document", "OcrRecords", "Assembler", "Progress"]
+__all__ = ["run_fingerprint", "RECORD_FIELDS", "RECORD_SCHEMA", "records_table", "start_run", "RunSummary", "plan", "read_document", "OcrRecords", "Assembler", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,18 @@ RECORD_FIELDS: dict[str, object] = {
     "status": None,
     "detect_ms": None,
     "recognize_ms": None,
+    # what dewarping did (OcrStage with dewarp.enabled; absent from other stages)
+    "rotation": 0,
+    "skew_deg": 0.0,
+    "quad": None,
+    "curl_corrected": False,
 }
 
 
 def _record_schema():
     import pyarrow as pa
 
-    from pipeline.schema import LINE
+    from pipeline.schema import LINE, POLYGON
 
     types = {
         "kind": pa.string(), "key": pa.string(), "doc_id": pa.string(), "page_index": pa.int32(),
@@ -85,6 +91,7 @@ def _record_schema():
         "error_code": pa.string(), "error_message": pa.string(), "error_retryable": pa.bool_(),
         "lines": pa.list_(LINE), "text": pa.string(), "mean_confidence": pa.float64(), "status": pa.string(),
         "detect_ms": pa.float64(), "recognize_ms": pa.float64(),
+        "rotation": pa.int16(), "skew_deg": pa.float64(), "quad": POLYGON, "curl_corrected": pa.bool_(),
     }
     return pa.schema([pa.field(k, t) for k, t in types.items()])
 
@@ -104,6 +111,20 @@ def _record(**values) -> dict:
     rec = dict(RECORD_FIELDS)
     rec.update(values)
     return rec
+
+
+def run_fingerprint(config: FolioConfig, models: dict | None = None) -> str:
+    """The ``config_fingerprint`` rows of a run with ``config`` carry: settings plus model sha256s.
+
+    Args:
+        config: the run's configuration.
+        models: ``stage_models(config)`` when already at hand (they are looked up otherwise).
+    """
+    if models is None:
+        from pipeline.stages import stage_models
+
+        models = stage_models(config)
+    return config_fingerprint(config, {k: m.sha256 for k, m in models.items()})
 
 
 @dataclass
@@ -228,12 +249,21 @@ class OcrRecords:
     models) is built once per instance, i.e. once per actor.
     """
 
-    def __init__(self, config: FolioConfig, stage_factory: Callable[[FolioConfig], object] | None = None):
+    def __init__(self, config: FolioConfig, stage_factory: Callable[[FolioConfig], object] | None = None,
+                 attempts=None):
+        """
+        Args:
+            config: the run's configuration.
+            stage_factory: builds the OCR stage (default :func:`pipeline.stages.create_stage`).
+            attempts: on Ray, the handle of the run's page-attempts actor (see :meth:`__call__`).
+        """
         if stage_factory is None:
             from pipeline.stages import create_stage
 
             stage_factory = create_stage
         self.stage = stage_factory(config)
+        self.attempts = attempts
+        self.max_page_attempts = config.ray.max_page_attempts
 
     def process(self, records: list[dict]) -> list[dict]:
         pages = [r for r in records if r["kind"] == "page"]
@@ -257,12 +287,75 @@ class OcrRecords:
                 for column in ("lines", "text", "mean_confidence", "status", "error_code", "error_message",
                                "detect_ms", "recognize_ms"):
                     r[column] = out[column][i]
+                for column in ("rotation", "skew_deg", "quad", "curl_corrected"):  # dewarping, when the stage did it
+                    if column in out and out[column][i] is not None:
+                        r[column] = out[column][i]
         return records
 
     def __call__(self, batch):
-        """Ray Data entry point: a ``pyarrow.Table`` of records in and out (:data:`RECORD_SCHEMA`)."""
+        """Ray Data entry point: a ``pyarrow.Table`` of records in and out (:data:`RECORD_SCHEMA`).
+
+        Ray Data retries the batch of an actor that died (killed for memory, a
+        crash in native code) on a new actor. A batch that comes back is run
+        one page at a time, and a page on which actors died
+        ``ray.max_page_attempts`` times alone becomes a ``worker_lost`` error
+        row, so one poisonous page can neither take its batch down with it nor
+        be retried forever.
+        """
         records = [dict(RECORD_FIELDS) | r for r in batch.to_pylist()]
-        return records_table(self.process(records))
+        out = records_table(self._guarded(records) if self.attempts is not None else self.process(records))
+        del records, batch
+        release_heap()
+        return out
+
+    def _guarded(self, records: list[dict]) -> list[dict]:
+        import ray
+
+        pages = [r for r in records if r["kind"] == "page"]
+        if not pages:
+            return self.process(records)
+        keys = [f"{r['doc_id']}:{r['page_index']}" for r in pages]
+        tries = ray.get(self.attempts.begin.remote(keys, "batch"))
+        if max(tries) <= 1:
+            out = self.process(records)
+            self.attempts.end.remote(keys)
+            return out
+        log.warning("a batch of %d pages is back after its OCR worker died: running its pages one by one", len(pages))
+        out = [r for r in records if r["kind"] != "page"]
+        for record, key in zip(pages, keys):
+            solo = ray.get(self.attempts.begin.remote([key], "solo"))[0]
+            if solo > self.max_page_attempts:
+                error = WorkerLost(f"the OCR worker died on this page {solo - 1} times (killed for memory?)")
+                log.error("page %s: %s", key, error)
+                record.update(kind="page_result", image=None, image_bytes=None, status="error", lines=[], text="",
+                              error_code=error.code, error_message=error.message)
+                out.append(record)
+            else:
+                out.extend(self.process([record]))
+        self.attempts.end.remote(keys)
+        return out
+
+
+def release_heap() -> None:
+    """Give freed heap pages back to the OS after a batch (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Pages and crops differ in size from batch to batch and glibc keeps freed
+    chunks in its arenas; trimming after each batch lets a long-lived OCR
+    actor's resident memory fall back between batches.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 class Progress:
@@ -304,6 +397,11 @@ class _Doc:
         return self.record is not None and len(self.pages) == self.record["pages_seen"]
 
 
+#: What a documents row for an input with the same bytes as an earlier one copies from it.
+_TWIN_FIELDS = ("mime", "page_count", "pages_ok", "status", "error_code", "error_message")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 class Assembler:
     """Joins records into ``documents`` and ``pages`` rows and writes them.
 
@@ -321,6 +419,7 @@ class Assembler:
         models: dict,
         *,
         force: bool = False,
+        redo_before: dt.datetime | None = None,
         progress: Progress | None = None,
         run_id: str | None = None,
     ):
@@ -328,9 +427,12 @@ class Assembler:
         self.dest = dest
         self.done = done
         self.force = force
+        self.redo_before = redo_before
         self.progress = progress or Progress(0, False)
         self.model_rows = [{"role": k, "name": m.name, "sha256": m.sha256} for k, m in models.items()]
-        self.fingerprint = config_fingerprint(config, {k: m.sha256 for k, m in models.items()})
+        self.fingerprint = run_fingerprint(config, models)
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise ValueError(f"run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-' (it names files)")
         self.run_id = run_id or new_run_id()
         self.writer = DatasetWriter(dest, self.run_id, config.output.compression, storage_config=config.storage)
         self.summary = RunSummary(self.run_id, dest, self.fingerprint)
@@ -347,9 +449,23 @@ class Assembler:
         self.started = time.perf_counter()
 
     # -- decisions ----------------------------------------------------------------------------
+    def _earlier(self, doc_id: str) -> dict | None:
+        """The row that makes ``doc_id`` done already, or None when it must be (re)done.
+
+        ``force`` redoes everything; ``redo_before`` redoes rows processed before
+        that time, so the retries of a reprocessing job keep what its first
+        attempt finished.
+        """
+        row = self.done.row(doc_id, self.fingerprint)
+        if row is None or self.force:
+            return None
+        if self.redo_before is not None and (row.get("processed_at") is None or row["processed_at"] < self.redo_before):
+            return None
+        return row
+
     def wanted(self, doc_id: str, uri: str) -> bool:
         """Whether an input's pages need OCR (not done before, not a twin of another input)."""
-        if not self.force and self.done.row(doc_id, self.fingerprint) is not None:
+        if self._earlier(doc_id) is not None:
             return False
         return self.owner.setdefault(doc_id, uri) == uri
 
@@ -372,6 +488,8 @@ class Assembler:
             doc.pages[int(record["page_index"])] = (
                 self._page_row(
                     record, width=int(record["width"]), height=int(record["height"]), dpi=record["dpi"],
+                    rotation=int(record.get("rotation") or 0), skew_deg=float(record.get("skew_deg") or 0.0),
+                    quad=record.get("quad"), curl_corrected=bool(record.get("curl_corrected")),
                     text=record["text"] or "", mean_confidence=record["mean_confidence"], line_count=len(lines),
                     lines=lines, status=record["status"], error_code=record["error_code"],
                     error_message=record["error_message"],
@@ -386,8 +504,8 @@ class Assembler:
 
     def _on_doc(self, doc: _Doc, record: dict) -> None:
         doc_id, key = record["doc_id"], record["key"]
-        if not self.force and not (record["error_code"] is not None and record["error_retryable"]):
-            earlier = self.done.row(doc_id, self.fingerprint)
+        if not (record["error_code"] is not None and record["error_retryable"]):
+            earlier = self._earlier(doc_id)
             if earlier is not None:
                 self._drop(doc)
                 if self.done.has_uri(doc_id, self.fingerprint, key):
@@ -464,7 +582,8 @@ class Assembler:
                               "error_code": row["error_code"], "pages": len(pages)})
         self.progress.update(self.summary)
         waiting = self.twins.get(row["doc_id"])
-        self.twins[row["doc_id"]] = row
+        # only what a later input with the same bytes copies (a full row per document would grow with the run)
+        self.twins[row["doc_id"]] = {k: row[k] for k in _TWIN_FIELDS}
         if isinstance(waiting, list):
             for twin in waiting:
                 self._finish_duplicate(twin, row)
@@ -474,7 +593,7 @@ class Assembler:
     def _finish_duplicate(self, record: dict, twin: dict) -> None:
         """A documents row for an input whose bytes were already processed; no pages rows."""
         row = self._doc_row(record, [])
-        for key in ("mime", "page_count", "pages_ok", "status", "error_code", "error_message"):
+        for key in _TWIN_FIELDS:
             row[key] = twin.get(key)
         self._count(row, pages=[])
         self.finished_docs.append(row)
@@ -520,6 +639,7 @@ class Assembler:
         manifest = {
             "run_id": self.run_id, "complete": final, "source": source, "dest": self.dest,
             "started_at": self.started_at.isoformat(),
+            "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat() if final else None,
             "pipeline_version": __version__, "config_fingerprint": self.fingerprint,
             "config": self.config.model_dump(mode="json"), "models": self.model_rows,
@@ -539,12 +659,19 @@ def start_run(
     force: bool,
     progress: bool,
     exclude: Sequence[str],
+    redo_before: dt.datetime | None = None,
+    run_id: str | None = None,
 ) -> tuple[list[DocumentRef], Assembler]:
     """What every runner does first: plan the inputs and set up the assembler (and its progress bar)."""
-    from pipeline.output import load_done_index
+    from pipeline.output import load_done_index, retire_orphan_pages
     from pipeline.stages import stage_models
 
     refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
-    bar = Progress(len(refs), progress)
+    retire_orphan_pages(dest, config.storage, config.output.orphan_after_s)
     done = load_done_index(dest, config.storage)
-    return refs, Assembler(config, dest, done, stage_models(config), force=force, progress=bar)
+    bar = Progress(len(refs), progress)
+    assembler = Assembler(config, dest, done, stage_models(config), force=force, redo_before=redo_before,
+                           progress=bar, run_id=run_id)
+    if refs:
+        assembler.write_manifest(final=False)  # the run's lease: others see it is alive (retire_orphan_pages)
+    return refs, assembler

@@ -10,10 +10,12 @@ belongs to one document (corrupt file, over a limit, unreadable) becomes its
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from pipeline.config import FolioConfig
+from pipeline.models.engine import resolve_engine
 from pipeline.runner.common import OcrRecords, RunSummary, plan, read_document, start_run
 from pipeline.stages import create_stage
 from pipeline.storage import get_storage
@@ -32,6 +34,8 @@ def run_local(
     force: bool = False,
     progress: bool = True,
     exclude: Sequence[str] = (),
+    redo_before: dt.datetime | None = None,
+    run_id: str | None = None,
     stage_factory: Callable[[FolioConfig], object] = create_stage,
 ) -> RunSummary:
     """Run the pipeline over ``source`` in this process and write results to ``dest``.
@@ -42,13 +46,18 @@ def run_local(
         config: the run's configuration.
         force: redo documents the destination already holds under this config.
         progress: show a progress bar on stderr.
+        redo_before: redo documents whose existing rows were processed before this time
+            (what a reprocessing job passes, so its retries keep what earlier attempts finished).
+        run_id: the run's id (default a new one); output file names carry it.
         exclude: glob patterns of inputs to leave out (see :func:`plan`).
         stage_factory: builds the OCR stage (the seam tests use to inject faults).
 
     Returns:
         The run's :class:`RunSummary`; the manifest path is in ``summary.manifest``.
     """
-    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude)
+    config = resolve_engine(config)
+    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude,
+                                  redo_before=redo_before, run_id=run_id)
     ocr: OcrRecords | None = None  # models load only when there is a page to OCR
     pending: list[dict] = []
 

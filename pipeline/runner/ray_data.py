@@ -20,6 +20,7 @@ Only this module imports Ray.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -78,6 +79,31 @@ def _decode_refs(batch, config: FolioConfig):
             yield records_table([record])
 
 
+class PageAttempts:
+    """A small actor counting how often each page was handed to an OCR actor, in a batch and alone.
+
+    A count above one means an actor died with the page (Ray Data retried its
+    batch); :meth:`OcrRecords.__call__` uses that to isolate and, at last,
+    give up on a page. Finished pages are forgotten, so it stays small.
+    """
+
+    def __init__(self):
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def begin(self, keys: list[str], mode: str) -> list[int]:
+        out = []
+        for key in keys:
+            n = self.counts.get((mode, key), 0) + 1
+            self.counts[(mode, key)] = n
+            out.append(n)
+        return out
+
+    def end(self, keys: list[str]) -> None:
+        for key in keys:
+            self.counts.pop(("batch", key), None)
+            self.counts.pop(("solo", key), None)
+
+
 def run_ray(
     source: str | Iterable[DocumentRef],
     dest: str,
@@ -86,6 +112,8 @@ def run_ray(
     force: bool = False,
     progress: bool = True,
     exclude: Sequence[str] = (),
+    redo_before: dt.datetime | None = None,
+    run_id: str | None = None,
     address: str | None = None,
 ) -> RunSummary:
     """Run the pipeline on Ray Data and write results to ``dest``; same output as :func:`run_local`.
@@ -96,11 +124,20 @@ def run_ray(
         config: the run's configuration (``ray`` section: actor pool and task sizes).
         force: redo documents the destination already holds under this config.
         progress: show a progress bar on stderr.
+        redo_before: redo documents whose existing rows were processed before this time
+            (what a reprocessing job passes, so its retries keep what earlier attempts finished).
+        run_id: the run's id (default a new one); output file names carry it.
         exclude: glob patterns of inputs to leave out.
         address: Ray cluster address (default ``ray.address``, ``RAY_ADDRESS``, else local Ray).
     """
+    from pipeline.models.engine import resolve_engine
+
     ray = _ray()
-    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude)
+    if config.engine.name == "auto":  # the workers' GPUs decide, not the driver's
+        ray_init(address or config.ray.address)
+        config = resolve_engine(config, cuda=ray.cluster_resources().get("GPU", 0) >= 1)
+    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude,
+                                  redo_before=redo_before, run_id=run_id)
     try:
         if refs:
             ray_init(address or config.ray.address)
@@ -120,15 +157,25 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
     gpus = rc.ocr_num_gpus
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # Kept beside the driver, so losing a worker node does not lose the counts.
+    attempts = ray.remote(num_cpus=0)(PageAttempts).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    ).remote()
+    decode_tasks = rc.max_decode_tasks
+    if gpus > 0:  # a GPU reads pages faster than one CPU decodes them: feed each OCR actor
+        gpu_actors = min(rc.ocr_actors, int(ray.cluster_resources().get("GPU", 0) // gpus) or 1)
+        decode_tasks = max(decode_tasks, rc.decode_tasks_per_gpu * gpu_actors)
     items = [{"uri": r.uri, "size": r.size or 0, "etag": r.etag} for r in refs]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * rc.max_decode_tasks))
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * decode_tasks))
     ds = ds.map_batches(
         _decode_refs, fn_kwargs={"config": config}, batch_size=1, batch_format="pyarrow",
-        num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=rc.max_decode_tasks),
+        num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=decode_tasks),
     )
     ds = ds.map_batches(
         OcrRecords,
-        fn_constructor_kwargs={"config": config},
+        fn_constructor_kwargs={"config": config, "attempts": attempts},
         batch_size=config.runner.batch_pages,
         batch_format="pyarrow",
         # Ray Data restarts dead actors and retries their batches without limit by default.
