@@ -113,5 +113,12 @@ class OcrError(FolioError):
     retryable = True
 
 
+class WorkerLost(FolioError):
+    """The OCR worker died on this page every time it was tried (killed for memory, a crash in
+    native code). Not retried by a rerun: reprocess it deliberately, e.g. with more memory."""
+
+    code = "worker_lost"
+
+
 #: Error codes whose documents are retried by a rerun instead of being skipped.
 RETRYABLE_CODES = frozenset({StorageError.code, OcrError.code, FolioError.code})

@@ -1,0 +1,1 @@
+"""Fault-injecting OCR stages for tests, loaded through the production seam ``plugins.stage``."""
