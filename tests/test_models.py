@@ -93,6 +93,54 @@ def test_ctc_all_blank_is_empty_with_zero_confidence():
     assert CTCDecoder(["a", "b", "c"])(probs) == [("", 0.0), ("", 0.0)]
 
 
+def _one_hot(seq, classes=5):
+    probs = np.full((1, len(seq), classes), 0.025, np.float32)
+    for t, k in enumerate(seq):
+        probs[0, t, k] = 0.9
+    return probs
+
+
+def test_ctc_space_gap_inserts_space_at_wide_blank_run():
+    # a _ b _ c (6 blanks) a _ b: typical gap 1 frame, one gap of 6
+    seq = [1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 1, 0, 2]
+    assert CTCDecoder(["a", "b", "c"])(_one_hot(seq))[0][0] == "abcab"
+    [(text, conf)] = CTCDecoder(["a", "b", "c"], space_gap=3.0)(_one_hot(seq))
+    assert text == "abc ab"
+    assert conf == pytest.approx(0.9)  # confidence is over emitted characters only
+    assert CTCDecoder(["a", "b", "c"], space_gap=8.0)(_one_hot(seq))[0][0] == "abcab"  # gap not wide enough
+    assert CTCDecoder(["a", "b", "c"], space_gap=0)(_one_hot(seq))[0][0] == "abcab"  # 0 disables
+
+
+def test_ctc_space_gap_keeps_model_spaces_and_short_lines():
+    decoder = CTCDecoder(["a", "b", "c"], space_gap=2.0)
+    # the model already put a space in the wide gap: no second space
+    assert decoder(_one_hot([1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 3, 0, 1, 0, 2, 0, 3]))[0][0] == "ab cabc"
+    # too few character pairs for a typical gap: unchanged
+    assert decoder(_one_hot([1, 0, 0, 0, 0, 0, 0, 2]))[0][0] == "ab"
+    # repeated frames of one character are not a gap
+    assert decoder(_one_hot([1, 1, 1, 1, 0, 2, 0, 3, 0, 1, 1, 1, 1, 1, 0, 2]))[0][0] == "abcab"
+
+
+def test_ctc_space_prob_inserts_space_the_model_nearly_emitted():
+    seq = [1, 0, 2, 0, 0, 3, 0, 1]  # "abca"
+    probs = _one_hot(seq)
+    probs[0, 4, 4] = 0.3  # space is runner-up in the blank run between b and c
+    assert CTCDecoder(["a", "b", "c"])(probs)[0][0] == "abca"
+    [(text, conf)] = CTCDecoder(["a", "b", "c"], space_prob=0.1)(probs)
+    assert text == "ab ca" and conf == pytest.approx(0.9)
+    assert CTCDecoder(["a", "b", "c"], space_prob=0.5)(probs)[0][0] == "abca"
+    probs[0, 5, 4] = 0.3  # on a character frame, not in a gap: ignored
+    probs[0, 4, 4] = 0.025
+    assert CTCDecoder(["a", "b", "c"], space_prob=0.1)(probs)[0][0] == "abca"
+
+
+def test_recognition_config_space_defaults():
+    from pipeline.config import RecognitionConfig
+
+    assert RecognitionConfig().space_gap is None  # gap width alone did not help on FUNSD/SROIE
+    assert RecognitionConfig().space_prob == pytest.approx(0.1)
+
+
 def test_ctc_rejects_mismatched_charset():
     with pytest.raises(ValueError, match="charset"):
         CTCDecoder(["a"])(np.zeros((1, 3, 5), np.float32))

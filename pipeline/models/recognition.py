@@ -169,6 +169,12 @@ def _allowed(char: str, charset: str) -> bool:
     return any(lo <= code <= hi for lo, hi in LATIN_RANGES)
 
 
+#: Fewest adjacent non-space character pairs a line needs for gap-based spaces (``space_gap``).
+SPACE_GAP_MIN_PAIRS = 3
+#: Narrowest blank gap, in model frames (8 input pixels at height 48), read as a space.
+SPACE_GAP_MIN_FRAMES = 2
+
+
 class CTCDecoder:
     """Greedy CTC decoding with the charset stored in the model.
 
@@ -179,19 +185,56 @@ class CTCDecoder:
     CJK character the multilingual model also knows.
     """
 
-    def __init__(self, charset: Sequence[str], allowed: str = "all"):
+    def __init__(
+        self, charset: Sequence[str], allowed: str = "all", space_gap: float | None = None, space_prob: float | None = None
+    ):
         if allowed not in CHARSETS:
             raise ValueError(f"unknown charset {allowed!r}; choose one of {', '.join(CHARSETS)}")
         self.characters = np.array(["", *charset, " "], dtype=object)
+        self.space = len(self.characters) - 1
         mask = np.array([True] + [_allowed(c, allowed) for c in self.characters[1:]])
         self.disallowed = None if mask.all() else np.flatnonzero(~mask)
+        self.space_gap = space_gap if space_gap and space_gap > 0 else None
+        self.space_prob = space_prob if space_prob and space_prob > 0 else None
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str], allowed: str = "all") -> CTCDecoder:
+    def from_metadata(
+        cls,
+        metadata: dict[str, str],
+        allowed: str = "all",
+        space_gap: float | None = None,
+        space_prob: float | None = None,
+    ) -> CTCDecoder:
         chars = metadata.get("character")
         if not chars:
             raise ModelError("recognition model has no 'character' metadata: cannot decode its output")
-        return cls(chars.splitlines(), allowed)
+        return cls(chars.splitlines(), allowed, space_gap, space_prob)
+
+    def _gap_spaces(self, row: np.ndarray, idx: np.ndarray, space_p: np.ndarray) -> np.ndarray:
+        """Positions (into the emitted classes ``row[idx]``) after which a space the model did not emit goes.
+
+        The gap after an emitted character is the run of blank frames until the
+        next one. With ``space_prob``, a gap in which the space class reaches
+        that probability (blank won the argmax, space came close) is a space.
+        With ``space_gap``, a gap wider than ``space_gap`` x the line's median
+        gap between non-space characters (and at least
+        :data:`SPACE_GAP_MIN_FRAMES`) is a space; lines with fewer than
+        :data:`SPACE_GAP_MIN_PAIRS` such pairs have no reliable median.
+        """
+        starts = np.r_[0, np.flatnonzero(row[1:] != row[:-1]) + 1]
+        ends = np.r_[starts[1:], len(row)] - 1
+        run_end = ends[np.searchsorted(starts, idx)]
+        gaps = idx[1:] - run_end[:-1] - 1
+        cls = row[idx]
+        pairs = (cls[:-1] != self.space) & (cls[1:] != self.space)
+        insert = np.zeros(len(gaps), bool)
+        if self.space_prob is not None:
+            for k in np.flatnonzero(pairs & (gaps > 0)):
+                insert[k] = space_p[run_end[k] + 1 : idx[k + 1]].max() >= self.space_prob
+        if self.space_gap is not None and pairs.sum() >= SPACE_GAP_MIN_PAIRS:
+            ref = max(float(np.median(gaps[pairs])), 1.0)
+            insert |= pairs & (gaps > self.space_gap * ref) & (gaps >= SPACE_GAP_MIN_FRAMES)
+        return np.flatnonzero(insert)
 
     def __call__(self, probs: np.ndarray) -> list[tuple[str, float]]:
         """Decode (N, T, C) class probabilities into ``(text, confidence)`` per row.
@@ -211,12 +254,16 @@ class CTCDecoder:
         keep = best != 0
         keep[:, 1:] &= best[:, 1:] != best[:, :-1]
         results = []
-        for row, mask, p in zip(best, keep, best_p):
+        for row, mask, p, space_p in zip(best, keep, best_p, probs[:, :, self.space]):
             idx = row[mask]
             if idx.size == 0:
                 results.append(("", 0.0))
                 continue
-            results.append(("".join(self.characters[idx]), float(p[mask].mean())))
+            chars = list(self.characters[idx])
+            if (self.space_gap is not None or self.space_prob is not None) and idx.size > 1:
+                for k in self._gap_spaces(row, np.flatnonzero(mask), space_p)[::-1]:
+                    chars.insert(int(k) + 1, " ")
+            results.append(("".join(chars), float(p[mask].mean())))
         return results
 
 
@@ -247,7 +294,9 @@ class TextRecognizer:
     def __init__(self, engine: Engine, config: RecognitionConfig):
         self.engine = engine
         self.config = config
-        self.decode = CTCDecoder.from_metadata(engine.metadata(), config.charset)
+        self.decode = CTCDecoder.from_metadata(
+            engine.metadata(), config.charset, config.space_gap, config.space_prob
+        )
 
     def __call__(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         if not crops:
@@ -256,7 +305,8 @@ class TextRecognizer:
         resized = [_normalise(_resize_to_height(c, height)) for c in crops]
         batches = plan_buckets(
             [r.shape[1] for r in resized],
-            self.config.batch_size,
+            # On a GPU (engine.batch_by_pixels) batches are sized by max_batch_pixels alone.
+            len(resized) if getattr(self.engine, "batch_by_pixels", False) else self.config.batch_size,
             self.config.max_batch_pixels,
             self.config.width_step,
             height,
