@@ -48,7 +48,27 @@ def _load(config_path, sets, engine=None):
         raise click.UsageError(str(e)) from e
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose heavier subcommand groups are imported only when invoked (``folio flows``
+    imports Prefect; ``folio run`` should not pay for that)."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, lazy={"flows": "flows.cli:flows"}, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="folio")
 def main(verbose: int) -> None:
@@ -69,7 +89,9 @@ _set_option = click.option(
 @click.argument("src")
 @click.argument("dest")
 @_config_option
-@click.option("--engine", help="Inference engine: onnxruntime or tesseract (overrides engine.name).")
+@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "torch", "tesseract"]),
+              help="Inference engine (overrides engine.name): auto (torch on CUDA, else onnxruntime), "
+              "onnxruntime, torch or tesseract.")
 @click.option("--force", is_flag=True, help="Redo documents DEST already holds under the same config.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option(
@@ -138,16 +160,35 @@ def config_cmd(config_path, sets, defaults):
 @click.option("--formats", default="png,tiff,pdf", show_default=True, help="Comma list of png, jpeg, tiff, pdf.")
 @click.option("--clean", is_flag=True, help="No scan damage (noise, blur, skew, lighting, bleed-through).")
 @click.option("--dpi", type=click.IntRange(min=72, max=600), default=150, show_default=True)
-def synth(dest, pages, kind, seed, formats, clean, dpi):
+@click.option("--distort", type=click.Choice(["perspective", "rotate", "skew", "curl", "all"]), default=None,
+              help="Warp every page: a photo on a table, a quarter turn, a 2-15 degree skew, a curled book page; "
+              "all: one sub-folder of --pages pages each. Ground truth keeps the flat text.")
+@click.option("--hostile", is_flag=True, help="Instead, write the hostile-input corpus (pipeline/hostile.py) and "
+              "hostile_manifest.json with each input's expected outcome; other options are ignored.")
+def synth(dest, pages, kind, seed, formats, clean, dpi, distort, hostile):
     """Write synthetic scanned documents with ground truth (a JSON per document) into DEST."""
+    if hostile:
+        _synth_hostile(dest)
+        return
     from pipeline import synth as synth_mod
 
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     try:
-        paths = synth_mod.generate(dest, pages, kind, seed=seed, formats=fmts, damage=not clean, dpi=dpi)
+        paths = synth_mod.generate(dest, pages, kind, seed=seed, formats=fmts, damage=not clean, dpi=dpi,
+                                   distort=distort)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    click.echo(f"wrote {len(paths)} documents ({pages} pages) to {dest}")
+    total = pages * (4 if distort == "all" else 1)
+    click.echo(f"wrote {len(paths)} documents ({total} pages) to {dest}")
+
+
+def _synth_hostile(dest: str) -> None:
+    from pipeline import hostile
+
+    written = hostile.generate(dest)
+    sets = " ".join(f"--set {k}={v}" for k, v in hostile.CORPUS_OVERRIDES.items())
+    click.echo(f"wrote {len(written)} hostile inputs and {hostile.MANIFEST_NAME} to {dest}; "
+               f"run them with: folio run {dest} OUT --exclude '*.json' {sets}")
 
 
 @main.command()
@@ -264,13 +305,25 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report here.")
 @click.option("--markdown", "md_out", type=click.Path(dir_okay=False), default="docs/benchmarks.md", show_default=True,
               help="Regenerate this Markdown table ('' to skip).")
-def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out, md_out):
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="cuda: Folio runs the torch engine on the GPU and reports GPU utilisation and peak GPU memory; "
+              "cpu: Folio's torch engine (if configured) stays on the CPU. Default: as the config says.")
+def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out, md_out, device):
     """Time Folio's local runner, RapidOCR's loop and the tesseract CLI on the same pages."""
     import json
 
     from pipeline.benchmark import bench as run_bench
     from pipeline.benchmark import bench_markdown, update_markdown
 
+    if device == "cuda":
+        from pipeline.benchmark import cuda_problem
+
+        problem = cuda_problem()
+        if problem:
+            raise click.UsageError(f"--device cuda: {problem}")
+        sets = (*sets, "engine.name=torch", "engine.device=cuda")
+    elif device == "cpu":
+        sets = (*sets, "engine.device=cpu")
     _load(config_path, sets)  # fail fast on a bad config
     if systems is None:
         systems = "folio,folio-ray" if runner == "ray" else "folio,rapidocr,tesseract"

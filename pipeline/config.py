@@ -33,10 +33,13 @@ __all__ = [
     "DetectionConfig",
     "RecognitionConfig",
     "ClassifierConfig",
+    "DewarpConfig",
     "EngineConfig",
     "TesseractConfig",
     "RunnerConfig",
     "OutputConfig",
+    "JobsConfig",
+    "PluginsConfig",
     "RayConfig",
     "StorageConfig",
     "FolioConfig",
@@ -57,12 +60,22 @@ class DecodeConfig(_Section):
         150_000_000,
         ge=1,
         description="Largest page (width x height) decoded; larger images are refused as "
-        "image_too_large (decompression-bomb guard). PDF pages are rendered at a lower DPI "
-        "instead when the configured DPI would exceed it.",
+        "image_too_large (decompression-bomb guard), from the size their header declares, before "
+        "any pixel is allocated. PDF pages are rendered at a lower DPI instead when the configured "
+        "DPI would exceed it. A decoded page is 3 bytes a pixel, so this bounds the memory of one "
+        "page in decode (150 Mpx: 450 MB, about twice that while PDFium's bitmap is copied).",
     )
-    max_pages: int = Field(2000, ge=1, description="Documents with more pages are refused as too_many_pages.")
+    max_pages: int = Field(
+        2000,
+        ge=1,
+        description="Documents with more pages (PDF pages, TIFF frames) are refused as too_many_pages, "
+        "from the page count or frame directory before any page is decoded; pages are decoded one "
+        "at a time, so memory does not grow with it.",
+    )
     max_file_bytes: int = Field(
-        1 << 30, ge=1, description="Inputs larger than this many bytes are refused as file_too_large."
+        1 << 30,
+        ge=1,
+        description="Inputs larger than this many bytes are refused as file_too_large before they are parsed.",
     )
 
 
@@ -111,6 +124,21 @@ class RecognitionConfig(_Section):
         description="Characters recognition may emit: all (the model's multilingual charset), latin "
         "(Latin letters with accents, punctuation, currency and common symbols) or ascii.",
     )
+    space_gap: float | None = Field(
+        None,
+        ge=0,
+        description="Insert a space where the blank gap between two decoded characters is wider than this many "
+        "times the line's median inter-character gap (words the model reads joined, like 'A.B.,Inc.'); "
+        "None or 0 disables.",
+    )
+    space_prob: float | None = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Insert a space between two decoded characters when, in the blank frames between them, the "
+        "model's space class reaches this probability (a word space it nearly emitted; measured +0.016 word F1 "
+        "on SROIE receipts, neutral to slightly positive on FUNSD); None or 0 disables.",
+    )
 
 
 class ClassifierConfig(_Section):
@@ -123,11 +151,70 @@ class ClassifierConfig(_Section):
     thresh: float = Field(0.9, gt=0, lt=1, description="Minimum confidence to rotate a line by 180 degrees.")
 
 
+class DewarpConfig(_Section):
+    """What the dewarp step does to a page before detection (see docs/dewarp.md).
+
+    Every step leaves a page alone unless it finds clear evidence: no page
+    outline, no rotation, a skew below ``min_skew_deg`` and no curl means the
+    page goes to detection untouched. Line polygons always refer to the pixels
+    of the original page."""
+
+    enabled: bool = Field(True, description="Dewarp pages before detection (onnxruntime engine).")
+    perspective: bool = Field(
+        True, description="Find the page outline on a photo or a larger scanner bed and warp it to a rectangle."
+    )
+    orientation: bool = Field(True, description="Turn pages scanned at 90, 180 or 270 degrees upright.")
+    deskew: bool = Field(True, description="Measure and remove skew up to max_skew_deg.")
+    curl: bool = Field(True, description="Straighten curved text lines (book pages near the spine).")
+    analysis_side: int = Field(
+        1200, ge=256, le=4000, description="Longer side (pixels) of the reduced page the geometry is measured on."
+    )
+    max_skew_deg: float = Field(15.0, gt=0, le=45, description="Largest skew searched for and removed.")
+    min_skew_deg: float = Field(
+        0.5, ge=0, description="Smaller skew is reported as 0 and left alone (not worth resampling the page)."
+    )
+    orientation_lines: int = Field(
+        4, ge=1, le=64, description="Text lines recognised upright and upside down to decide between 0/180 degrees."
+    )
+    orientation_margin: float = Field(
+        0.05, ge=0, le=1, description="Mean confidence an upside-down reading must win by before the page is turned."
+    )
+    curl_min_sag: float = Field(
+        0.4,
+        ge=0,
+        description="Curl is corrected only where fitted text lines bend by at least this many x-heights.",
+    )
+    curl_min_lines: int = Field(4, ge=2, description="Fewest text lines a curl model is fitted to.")
+    remap: Literal["auto", "opencv", "torch"] = Field(
+        "auto",
+        description="What applies the final warp: opencv (cv2.remap/warpPerspective on CPU), torch "
+        "(grid_sample, on CUDA when present) or auto (torch when CUDA is available, else opencv).",
+    )
+
+
 class EngineConfig(_Section):
-    name: Literal["onnxruntime", "tesseract"] = Field(
+    name: Literal["auto", "onnxruntime", "torch", "tesseract"] = Field(
         "onnxruntime",
-        description="Inference engine: onnxruntime (the PP-OCR models) or tesseract (the "
-        "tesseract-ocr program; settings in the tesseract section).",
+        description="Inference engine: onnxruntime (the PP-OCR models on CPU), torch (the same models "
+        "converted to torch; needs the torch extra, pip install 'folio[torch]'), auto (torch when it is "
+        "installed and sees a CUDA device, else onnxruntime) or tesseract (the tesseract-ocr program; "
+        "settings in the tesseract section).",
+    )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Where the torch engine runs: auto (cuda when torch sees a GPU, else cpu), cpu, cuda "
+        "or cuda:N. ONNX Runtime always runs on the CPU; engine.name=auto picks torch only when this is not cpu.",
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
+        None,
+        description="Precision of the torch engine's weights and inputs; default (null): float16 on CUDA, "
+        "float32 on CPU. Half precision can change a few characters, so it is part of the fingerprint.",
+    )
+    compile: bool = Field(
+        False,
+        description="Run the torch engine's modules through torch.compile: faster batches on CUDA after a "
+        "slow first call per input shape.",
     )
     intra_op_threads: int = Field(
         2, ge=1, description="Threads inside one operator. Set it from the cores each worker owns."
@@ -184,10 +271,46 @@ class RayConfig(_Section):
         0.5, gt=0, description="CPUs reserved per fetch-and-decode task (fractional, so decode keeps up on small nodes)."
     )
     max_decode_tasks: int = Field(4, ge=1, description="Most fetch-and-decode tasks in flight.")
+    decode_tasks_per_gpu: int = Field(
+        6, ge=1, description="On GPU clusters, at least this many decode tasks per OCR actor (one per GPU), so "
+        "rasterising pages on CPUs keeps each GPU busy."
+    )
+    max_page_attempts: int = Field(
+        3, ge=1, description="A page on which an OCR actor died this many times, tried alone, becomes a "
+        "worker_lost error row instead of being retried forever (the rest of its batch goes on)."
+    )
+
+
+class JobsConfig(_Section):
+    shard_size: int = Field(200, ge=1, description="Documents per shard; a flow runs each shard on Ray and retries it alone.")
+    shard_retries: int = Field(2, ge=0, description="Times a failed shard is retried before the flow fails.")
+    retry_delay_s: float = Field(10.0, ge=0, description="Seconds between a shard's retries.")
+    deadline_minutes: float | None = Field(
+        None, gt=0, description="A flow run starts no new shard after this many minutes and fails; what is left "
+        "is new work for the next run. None: no deadline."
+    )
+    max_error_rate: float = Field(
+        1.0, ge=0, le=1, description="A flow run fails (an alert) when more than this share of its documents end "
+        "as error or partial. 1.0: never."
+    )
+    lowest_confidence_documents: int = Field(10, ge=0, description="How many lowest-confidence documents a report lists.")
+
+
+class PluginsConfig(_Section):
+    stage: str | None = Field(
+        None, description="Import path (module:callable) of a factory that builds the OCR stage from the config "
+        "instead of the built-in engines: custom engines, or fault injection in tests. It changes the output, "
+        "so it is part of the fingerprint."
+    )
 
 
 class OutputConfig(_Section):
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet compression codec.")
+    orphan_after_s: float = Field(
+        900.0, ge=0, description="A pages file without its documents file (its run died between the two writes) "
+        "is emptied by the next run once its run's manifest is this old; a live run refreshes its manifest "
+        "at every shard."
+    )
 
 
 class StorageConfig(_Section):
@@ -236,15 +359,16 @@ class StorageConfig(_Section):
 
 
 #: Sections whose settings never change the output, left out of the fingerprint.
-_NOT_FINGERPRINTED = {"runner", "output", "storage", "ray"}
+_NOT_FINGERPRINTED = {"runner", "output", "storage", "ray", "jobs"}
 #: Per section, the settings that never change the output (threads, paths, time limits).
 _FIELDS_NOT_FINGERPRINTED = {
-    "engine": {"intra_op_threads", "inter_op_threads", "model_dir"},
+    "engine": {"intra_op_threads", "inter_op_threads", "model_dir", "device", "compile"},
     "tesseract": {"threads", "processes", "timeout_s"},
 }
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},
+    "torch": {"detection", "recognition", "classifier"},
     "tesseract": {"tesseract"},
 }
 
@@ -258,12 +382,15 @@ class FolioConfig(BaseModel):
     detection: DetectionConfig = DetectionConfig()
     recognition: RecognitionConfig = RecognitionConfig()
     classifier: ClassifierConfig = ClassifierConfig()
+    dewarp: DewarpConfig = DewarpConfig()
     engine: EngineConfig = EngineConfig()
     tesseract: TesseractConfig = TesseractConfig()
     runner: RunnerConfig = RunnerConfig()
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
     storage: StorageConfig = StorageConfig()
+    jobs: JobsConfig = JobsConfig()
+    plugins: PluginsConfig = PluginsConfig()
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -284,7 +411,11 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         if not name.startswith("FOLIO_") or "__" not in name:
             continue
         dotted = name[len("FOLIO_") :].lower().replace("__", ".")
-        _set_path(tree, dotted, yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError) as e:
+            raise ConfigError(f"environment variable {name} is not a valid YAML value: {e}") from e
+        _set_path(tree, dotted, value)
     return tree
 
 
@@ -320,8 +451,16 @@ def load_config(
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise ConfigError(f"config file not found: {p}") from e
+        except IsADirectoryError as e:
+            raise ConfigError(f"config path {p} is a folder, not a YAML file") from e
+        except OSError as e:
+            raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {p} is not UTF-8 text: {e}") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        except RecursionError as e:
+            raise ConfigError(f"config file {p} is nested too deeply to be a Folio config") from e
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -344,10 +483,22 @@ def config_fingerprint(config: FolioConfig, model_hashes: dict[str, str] | None 
     data = config.model_dump(mode="json")
     for section in _NOT_FINGERPRINTED:
         data.pop(section, None)
-    for engine, sections in _ENGINE_SECTIONS.items():
-        if engine != config.engine.name:
-            for section in sections:
-                data.pop(section, None)
+    # The engine that actually runs (``auto`` resolved) and, for torch, the precision it runs in:
+    # float16 can change a few characters, the device and torch.compile do not.
+    from pipeline.models.engine import resolve_engine_name
+
+    engine_name = resolve_engine_name(config.engine)
+    data["engine"]["name"] = engine_name
+    if engine_name == "torch":
+        from pipeline.models.torch_engine import resolve_device, resolve_dtype
+
+        data["engine"]["dtype"] = resolve_dtype(config.engine, resolve_device(config.engine))
+    else:
+        data["engine"].pop("dtype", None)
+    in_use = _ENGINE_SECTIONS.get(engine_name, set())
+    for sections in _ENGINE_SECTIONS.values():
+        for section in sections - in_use:  # torch and onnxruntime share theirs
+            data.pop(section, None)
     for section, keys in _FIELDS_NOT_FINGERPRINTED.items():
         for key in keys:
             data.get(section, {}).pop(key, None)

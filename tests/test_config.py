@@ -59,7 +59,8 @@ def test_missing_file_and_bad_override():
 
 def test_fingerprint_tracks_output_settings_only():
     base = config_fingerprint(FolioConfig(), {"detection": "abc"})
-    threads = load_config(overrides={"engine.intra_op_threads": 7, "runner.batch_pages": 9}, environ={})
+    threads = load_config(overrides={"engine.intra_op_threads": 7, "runner.batch_pages": 9, "jobs.shard_size": 3,
+                                     "jobs.max_error_rate": 0.1}, environ={})
     assert config_fingerprint(threads, {"detection": "abc"}) == base
     changed = load_config(overrides={"detection.box_thresh": 0.55}, environ={})
     assert config_fingerprint(changed, {"detection": "abc"}) != base
