@@ -176,7 +176,7 @@ def retire_orphan_pages(
     docs_root, pages_root = join(dest, "documents"), join(dest, "pages")
     documents = {p[len(docs_root):] for p in storage.glob(docs_root, ".parquet")}
     now = now or dt.datetime.now(dt.timezone.utc)
-    ages: dict[str, float | None] = {}
+    ages: dict[str, float] = {}
     retired = []
     for path in storage.glob(pages_root, ".parquet"):
         if path[len(pages_root):] in documents:
@@ -200,7 +200,7 @@ def _manifest_age(storage, dest: str, run_id: str, now: dt.datetime) -> float:
     try:
         manifest = json.loads(storage.read(path))
     except (StorageError, ValueError):
-        return float("inf")  # no manifest: the run never got as far as its first shard's documents
+        return float("inf")  # runs write their manifest before their first shard: none means long gone
     stamp = manifest.get("updated_at") or manifest.get("started_at")
     if manifest.get("complete") or not stamp:
         return float("inf")

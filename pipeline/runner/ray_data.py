@@ -160,7 +160,7 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # Kept beside the driver, so losing a worker node does not lose the counts.
-    attempts = ray.remote(num_cpus=0)(PageAttempts).options(
+    attempts = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(PageAttempts).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     ).remote()
     decode_tasks = rc.max_decode_tasks
