@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
-from flows.common import FlowReport, JobParams, check_error_rate, plan_new, prepare, publish_report, run_shards
+from flows.common import FlowReport, JobParams, check_error_rate, plan_task, prepare, publish_report, run_shards
 
 __all__ = ["archive_flow"]
-
-plan_task = task(plan_new, name="plan-new", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-
 
 @flow(name="archive", description="Nightly archive digitization: OCR what is new under a prefix.")
 def archive_flow(

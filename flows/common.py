@@ -34,7 +34,7 @@ from pipeline.runner.common import RunSummary, plan, run_fingerprint
 from pipeline.types import DocumentRef
 
 __all__ = ["JobParams", "FlowReport", "ErrorRateExceeded", "DeadlinePassed", "CONFIG_DIR", "SHARD_RUNNERS",
-           "validate_location", "prepare", "plan_new", "shard", "run_shards", "publish_report"]
+           "validate_location", "prepare", "plan_new", "plan_task", "shard", "run_shards", "publish_report"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,10 @@ def plan_new(source: str, dest: str, config: FolioConfig, fingerprint: str,
     done = load_done_index(dest, config.storage)
     new = [r for r in refs if not done.has_object(r.uri, r.etag, fingerprint)]
     return new, len(refs) - len(new)
+
+
+#: :func:`plan_new` as a Prefect task (listing and the done index are retried on storage hiccups).
+plan_task = task(plan_new, name="plan-new", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 
 
 def shard(refs: Sequence[DocumentRef], size: int) -> list[list[DocumentRef]]:

@@ -11,24 +11,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from flows.common import (
     DeadlinePassed,
     FlowReport,
     JobParams,
     check_error_rate,
-    plan_new,
+    plan_task,
     prepare,
     publish_report,
     run_shards,
 )
 
 __all__ = ["invoices_flow"]
-
-plan_task = task(plan_new, name="plan-new", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-
 
 @flow(name="invoices", description="Scheduled invoice ingestion with a deadline and an error-rate alert.")
 def invoices_flow(
