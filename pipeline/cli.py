@@ -290,6 +290,81 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
     )
 
 
+@main.group("dewarp")
+def dewarp_group() -> None:
+    """Measure the dewarp stage (docs/dewarp.md)."""
+
+
+@dewarp_group.command("check")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report here.")
+def dewarp_check(path, config_path, sets, limit, json_out):
+    """Dewarp a `folio synth --distort` set and compare with the distortion each page records.
+
+    Prints pages turned upright, skew errors (degrees), page-corner errors
+    (pixels) and milliseconds per page; the last line is a one-line summary.
+    """
+    import json
+
+    from pipeline.dewarp import check_synth
+
+    report = check_synth(path, _load(config_path, sets), limit=limit)
+    if not report["pages"]:
+        raise click.UsageError(f"no `folio synth` pages found under {path}")
+    for wrong in report["rotation_wrong"]:
+        click.echo(f"wrong way up: {wrong}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
+
+    def f(v, spec=".2f"):
+        return "n/a" if v is None else format(v, spec)
+
+    click.echo(
+        f"dewarp on {path} ({report['pages']} pages): upright {report['rotation_right']}/{report['pages']} | "
+        f"skew error mean {f(report['skew_abs_err_mean'])} max {f(report['skew_abs_err_max'])} deg | "
+        f"page outline found {report['quad_found']}, corner error max {f(report['quad_corner_err_max_px'], '.1f')} px | "
+        f"{f(report['ms_per_page'], '.0f')} ms/page"
+    )
+
+
+@dewarp_group.command("samples")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the rows here.")
+def dewarp_samples(path, config_path, sets, json_out):
+    """OCR real photos (../shared/eval/dewarp_samples) with dewarping off and on.
+
+    One row per photo: what dewarping found, the milliseconds it took, OCR
+    seconds both ways, and CER / word F1 both ways where reference text exists.
+    """
+    import json
+    import statistics
+
+    from pipeline.dewarp import check_samples
+
+    rows = check_samples(path, _load(config_path, sets))
+    if not rows:
+        raise click.UsageError(f"no .png/.jpg photos found under {path}")
+    click.echo(f"{'photo':28s} {'rot':>4s} {'skew':>6s} {'quad':>5s} {'curl':>5s} {'ms':>6s} {'CER off':>8s} {'CER on':>8s}")
+    for r in rows:
+        cer_off = f"{r['cer_off']:8.3f}" if "cer_off" in r else "       -"
+        cer_on = f"{r['cer_on']:8.3f}" if "cer_on" in r else "       -"
+        click.echo(f"{r['image'][-28:]:28s} {r['rotation']:4d} {r['skew_deg']:6.2f} {str(r['quad']):>5s} "
+                   f"{str(r['curl_corrected']):>5s} {r['dewarp_ms']:6.0f} {cer_off} {cer_on}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(rows, indent=2, default=str))
+    scored = [r for r in rows if "cer_off" in r]
+    cer = (f"CER off {statistics.mean(r['cer_off'] for r in scored):.3f} on "
+           f"{statistics.mean(r['cer_on'] for r in scored):.3f} ({len(scored)} with reference text)"
+           if scored else "no reference text")
+    click.echo(f"dewarp on {len(rows)} photos: {cer} | median {statistics.median(r['dewarp_ms'] for r in rows):.0f} "
+               f"ms dewarping per page")
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats; the median counts.")

@@ -721,13 +721,19 @@ class Dewarper:
         if candidates:
             rotation, skew = candidates[0]
         if candidates and self.recognize is not None and cfg.orientation:
-            best, scored = None, False
+            best, scored, first_lines = None, False, 0
             for rank, (rot, sk) in enumerate(candidates):
                 score = self._reading_score(image, ink, a, self._frame(h_ro, (wr, hr), rot, sk)[0], h_ro, ch)
                 if score is None:
                     continue
+                up, down, n_lines = score
+                if rank == 0:
+                    first_lines = n_lines
+                elif n_lines < 0.5 * first_lines:
+                    # far fewer text lines across this direction: a few vertical labels (a form number
+                    # printed up the margin) read well, but the page's text does not run this way
+                    continue
                 scored = True
-                up, down = score
                 # the profile's first choice, upright, wins ties; anything else must win by the margin
                 for value, r in ((up - (cfg.orientation_margin if rank else 0.0), rot),
                                  (down - cfg.orientation_margin, (rot + 180) % 360)):
@@ -772,8 +778,11 @@ class Dewarper:
         ink_u = cv2.warpAffine(ink, m, (max(1, wu), max(1, hu)), flags=cv2.INTER_NEAREST)
         return ink_u
 
-    def _reading_score(self, image, ink, a, m_ur, h_ro, ch) -> tuple[float, float] | None:
-        """Mean recognition confidence of a few long lines of the U frame read upright and upside down."""
+    def _reading_score(self, image, ink, a, m_ur, h_ro, ch) -> tuple[float, float, int] | None:
+        """Mean recognition confidence of a few long lines of the U frame read upright and upside down.
+
+        Returns ``(upright, upside_down, lines)``, ``lines`` the number of text-line
+        blobs the frame has (how much of the page's text runs this way)."""
         ink_u = self._upright_lines(ink, a, m_ur, ch)
         n, labels, stats = _line_blobs(ink_u, ch)
         if n < 2:
@@ -784,6 +793,7 @@ class Dewarper:
         good = np.flatnonzero((ws >= 5 * hs) & (hs >= 0.7 * ch) & (hs <= 2.5 * ch) & (fill > 0.12) & (fill < 0.6)) + 1
         if len(good) == 0:
             return None
+        n_lines = len(good)
         good = good[np.argsort(-stats[good, cv2.CC_STAT_WIDTH])][: self.config.orientation_lines]
         to_orig = np.linalg.inv(m_ur @ h_ro) @ np.diag([1 / a, 1 / a, 1.0])
         crops = []
@@ -791,7 +801,7 @@ class Dewarper:
 
         for i in good:
             x, y, bw, bh = stats[i, :4].astype(np.float64)
-            bw = min(bw, 16 * ch)  # a few words decide it; long rows only cost recognition time
+            bw = min(bw, 8 * ch)  # a few words decide it; long rows only cost recognition time
             pad = 0.25 * bh
             box = np.array([[x - pad, y - pad, 1], [x + bw + pad, y - pad, 1], [x + bw + pad, y + bh + pad, 1],
                             [x - pad, y + bh + pad, 1]])
@@ -804,10 +814,14 @@ class Dewarper:
         if not crops:
             return None
         results = self.recognize(crops + [np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
-        conf = np.array([c if t.strip() else 0.0 for t, c in results])
-        up, down = float(conf[: len(crops)].mean()), float(conf[len(crops) :].mean())
-        log.debug("orientation check on %d lines: upright %.3f, upside down %.3f", len(crops), up, down)
-        return up, down
+        conf = np.array([c if len(t.strip()) >= 2 else 0.0 for t, c in results]).reshape(2, len(crops))
+        # a blob that reads as nothing either way up (a rule, a stamp, a logo) says nothing about the page
+        text = conf.max(axis=0) > 0
+        if text.sum() < 2:  # one line is too easily misread
+            return None
+        up, down = (float(v) for v in conf[:, text].mean(axis=1))
+        log.debug("orientation check on %d lines: upright %.3f, upside down %.3f", int(text.sum()), up, down)
+        return up, down, n_lines
 
     def _curl(self, ink, a, m_ur, size_u, ch) -> tuple[CurlModel | None, str | None]:
         ink_u = self._upright_lines(ink, a, m_ur, ch)
@@ -892,9 +906,8 @@ def check_samples(path: str, config=None) -> list[dict]:
     import time
     from pathlib import Path
 
-    from PIL import Image
-
     from pipeline.config import FolioConfig
+    from pipeline.decode import open_document
     from pipeline.evaluate import cer, word_counts
     from pipeline.stages import OcrStage
 
@@ -906,7 +919,8 @@ def check_samples(path: str, config=None) -> list[dict]:
         refs.update(json.loads(gt.read_text()))
     rows = []
     for img_path in sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
-        image = np.asarray(Image.open(img_path).convert("RGB"))
+        with open_document(img_path.read_bytes(), config.decode) as doc:  # as a run decodes it (EXIF turned)
+            image = doc.page(0)[0]
         col = np.empty(1, dtype=object)
         col[0] = image
         row = {"image": img_path.name, "size": [int(image.shape[1]), int(image.shape[0])]}

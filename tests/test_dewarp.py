@@ -83,6 +83,54 @@ def test_a_turned_page_comes_back_upright(page, stage, turns):
     assert np.abs(flat.astype(int) - img.astype(int)).mean() < 2.0
 
 
+def test_labels_up_the_margin_do_not_turn_a_page_whose_text_runs_across(page, monkeypatch):
+    """Do no harm: when the ink profile leaves the line direction open (monospaced receipts do), the
+    other direction is read too; two labels printed up the margin (a form number) may read better
+    than the page's own lines, but they are far fewer lines, so the page is not turned (a FUNSD form
+    and a SROIE receipt were turned by 270 degrees this way)."""
+    import pipeline.dewarp as dewarp
+
+    img, gt = page
+    h, w = img.shape[:2]
+    canvas = np.full((h, w + 120, 3), 255, np.uint8)
+    canvas[:, :w] = img
+    for k, line in enumerate(sorted(gt["lines"], key=lambda line: -len(line["text"]))[:2]):
+        xs, ys = zip(*line["polygon"])
+        x0, y0, y1 = int(min(xs)), int(min(ys)), int(max(ys))
+        label = np.rot90(img[y0 : y1 + 1, x0 : min(x0 + 300, int(max(xs)) + 1)], -1)  # reads downwards
+        top, left = h // 4, w + 20 + 50 * k
+        canvas[top : top + label.shape[0], left : left + label.shape[1]] = label
+    monkeypatch.setattr(dewarp, "text_angle", lambda ink, max_skew: (0.0, 3.0, 2.0, 90.0))  # both directions open
+    calls = []
+
+    def recognize(crops):  # the page's lines read fairly, the labels (second direction) read very well turned
+        calls.append(len(crops))
+        up, down = (0.7, 0.3) if len(calls) == 1 else (0.3, 0.95)
+        n = len(crops) // 2
+        return [("text", up)] * n + [("text", down)] * n
+
+    flat, geo = Dewarper(DewarpConfig(), recognize)(canvas)
+    assert len(calls) == 2, "both directions must have been read"
+    assert geo.rotation == 0 and geo.skew_deg == 0.0, geo
+    assert flat is canvas
+
+
+def test_a_direction_with_one_readable_line_is_not_judged(page, monkeypatch):
+    """One line is too easily misread to turn a page on; blobs that read as nothing (rules) do not count."""
+    import pipeline.dewarp as dewarp
+
+    img, _ = page
+    monkeypatch.setattr(dewarp, "text_angle", lambda ink, max_skew: (0.0, 3.0, 2.0, 90.0))
+
+    def recognize(crops):  # only the first line reads at all, and it reads best upside down
+        n = len(crops) // 2
+        return [("Text", 0.6)] + [("", 0.0)] * (n - 1) + [("txeT", 0.99)] + [("", 0.0)] * (n - 1)
+
+    flat, geo = Dewarper(DewarpConfig(), recognize)(img)
+    assert geo.rotation == 0 and flat is img
+    assert "no text lines to check which way up" in geo.skipped
+
+
 @pytest.mark.parametrize("kind", ["shear", "rotation"])
 @pytest.mark.parametrize("degrees", [4.0, -4.0])
 def test_a_4_degree_skew_is_measured_within_0_3(page, kind, degrees):
@@ -230,3 +278,32 @@ def test_the_pages_row_says_what_dewarping_did(tmp_path):
     # polygons are in the pixels of the image as it was stored (rotated), not of the upright page
     h, w = page["height"], page["width"]
     assert all(0 <= x <= w and 0 <= y <= h for line in page["lines"] for x, y in line["polygon"])
+
+
+def test_folio_dewarp_check_and_samples_report_what_was_found(tmp_path):
+    """`folio dewarp check` scores a distorted synthetic set against its truth; `folio dewarp samples`
+    OCRs photos both ways and says so for photos without reference text."""
+    from click.testing import CliRunner
+
+    from pipeline import synth
+    from pipeline.cli import main
+
+    src = tmp_path / "rot"
+    synth.generate(src, 2, "invoice", seed=5, formats=("png",), damage=False, dpi=72, distort="rotate")
+    out = tmp_path / "check.json"
+    result = CliRunner().invoke(main, ["dewarp", "check", str(src), "--json", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["pages"] == 2 and report["rotation_right"] == 2 and report["rotation_wrong"] == []
+    assert result.output.splitlines()[-1].startswith(f"dewarp on {src} (2 pages): upright 2/2")
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    next(src.glob("*.png")).rename(photos / "one.png")
+    result = CliRunner().invoke(main, ["dewarp", "samples", str(photos), "--set", "detection.max_side_len=640"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "one.png" in result.output and "no reference text" in result.output.splitlines()[-1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert CliRunner().invoke(main, ["dewarp", "check", str(empty)]).exit_code == 2
