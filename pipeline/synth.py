@@ -1526,12 +1526,21 @@ def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _distort_perspective(img, polys, rng):
-    """The page photographed on a table: a random homography onto a larger textured canvas."""
+    """The page photographed on a table by a tilted camera: a keystone homography onto a larger textured canvas."""
     h, w = img.shape[:2]
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    # the camera tilted towards one edge: that edge is further away, so shorter, and the page foreshortened
+    tilt = src.copy()
+    f, edge = rng.uniform(0.05, 0.16), int(rng.integers(4))  # each end of the far edge moves in by f
+    far = [(0, 1), (1, 2), (2, 3), (3, 0)][edge]
+    along = tilt[far[1]] - tilt[far[0]]
+    tilt[far[0]] += f * along
+    tilt[far[1]] -= f * along
+    axis = 1 if edge in (0, 2) else 0  # foreshortened across the far edge
+    tilt[:, axis] = (tilt[:, axis] - src[:, axis].mean()) * (1 - f) + src[:, axis].mean()
     angle = math.radians(rng.uniform(-6, 6))
     c, s = math.cos(angle), math.sin(angle)
-    dst = (src - [w / 2, h / 2]) @ np.array([[c, s], [-s, c]]) + rng.uniform(-0.07, 0.07, (4, 2)) * min(w, h)
+    dst = (tilt - [w / 2, h / 2]) @ np.array([[c, s], [-s, c]]) + rng.uniform(-0.05, 0.05, (4, 2)) * min(w, h)
     margin = rng.uniform(0.04, 0.14) * max(w, h)
     dst -= dst.min(axis=0) - margin
     cw, ch = (dst.max(axis=0) + margin).astype(int)

@@ -240,7 +240,9 @@ def test_distorted_pages_keep_flat_text_and_polygons_follow_the_ink(tmp_path: Pa
         quad = np.round(np.asarray(page["distortion"]["quad"])).astype(np.int32)
         on_page = np.zeros(img.shape, np.uint8)
         cv2.fillPoly(on_page, [quad], 1)
-        ink &= cv2.erode(on_page, np.ones((9, 9), np.uint8)) > 0
+        on_page = cv2.erode(on_page, np.ones((9, 9), np.uint8)) > 0
+        # a blurred photo of small print: ink is what is clearly darker than the paper around it
+        ink = on_page & (img < np.median(img[on_page]) - 60)
     covered = _poly_mask(img.shape, [np.asarray(p) for p in polys], grow=2)
     assert ink.sum() > 1000
     assert (ink & covered).sum() / ink.sum() > 0.97
