@@ -160,8 +160,9 @@ class DewarpConfig(_Section):
     of the original page."""
 
     enabled: bool = Field(
-        False, description="Dewarp pages before detection (onnxruntime and torch engines). Off by default: on flat "
-        "scans it cost 0.009 word F1 on SROIE receipts (0.003 on FUNSD); turn it on for photos and book pages."
+        True, description="Dewarp pages before detection (onnxruntime and torch engines). Flat scans pass through "
+        "untouched unless a step finds clear evidence (word F1 on FUNSD and SROIE unchanged, +0.001 each); "
+        "about 0.1 s per page on 2 CPU cores."
     )
     perspective: bool = Field(
         True, description="Find the page outline on a photo or a larger scanner bed and warp it to a rectangle."
