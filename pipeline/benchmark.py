@@ -41,7 +41,7 @@ from pipeline.datasets import GtPage, read_dataset
 from pipeline.decode import open_document
 from pipeline.evaluate import PageScore, score_page, summarize
 
-__all__ = ["System", "make_system", "evaluate", "detect_format", "bench", "cuda_problem", "SYSTEMS"]
+__all__ = ["System", "make_system", "null_stage", "evaluate", "detect_format", "bench", "cuda_problem", "SYSTEMS"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,36 @@ def _parse_tsv_lines(tsv: str) -> PagePrediction:
     quads, texts, confidences = parse_tsv(tsv)
     lines = [(q.tolist(), t, c) for q, t, c in zip(quads, texts, confidences)]
     return PagePrediction(lines, "\n".join(texts))
+
+
+def null_stage(config: FolioConfig):
+    """An OCR stage that reads nothing: every page gets the same 40 lines of text, at once.
+
+    For measuring the runners alone (scheduling, transfer, assembly, writing,
+    the driver's memory over a long run) without the models' time:
+    ``folio bench DIR --systems folio-ray --set plugins.stage=pipeline.benchmark:null_stage``.
+    """
+    from pipeline.stages import STAGE_COLUMNS, stage_result
+
+    def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = [np.asarray(image) for image in batch["image"]]
+        out: dict[str, list] = {k: [None] * len(images) for k in STAGE_COLUMNS}
+        for i, image in enumerate(images):
+            h, w = image.shape[:2]
+            step = h / 40
+            lines = [
+                {"polygon": [[0.0, k * step], [float(w), k * step], [float(w), (k + 1) * step], [0.0, (k + 1) * step]],
+                 "text": f"line {k} of a page the null stage did not read", "confidence": 1.0, "block_index": 0,
+                 "line_index": k}
+                for k in range(40)
+            ]
+            out["width"][i], out["height"][i], out["lines"][i] = w, h, lines
+            out["text"][i] = "\n".join(line["text"] for line in lines)
+            out["mean_confidence"][i], out["status"][i] = 1.0, "ok"
+            out["detect_ms"][i] = out["recognize_ms"][i] = 0.0
+        return stage_result(batch, out)
+
+    return run
 
 
 def make_system(name: str, config: FolioConfig) -> System:

@@ -104,6 +104,23 @@ def order_lines(
     return lines, "".join(parts)
 
 
+#: Columns every OCR stage returns besides ``doc_id`` and ``page_index``.
+STAGE_COLUMNS = (
+    "width", "height", "lines", "text", "mean_confidence", "status", "error_code", "error_message", "detect_ms",
+    "recognize_ms",
+)
+#: What dewarping did to each page (:class:`OcrStage` only; the runner defaults them for other stages).
+DEWARP_COLUMNS = ("rotation", "skew_deg", "quad", "curl_corrected", "dewarp_ms", "dewarp_note")
+
+
+def stage_result(batch: dict[str, np.ndarray], out: dict[str, list]) -> dict[str, np.ndarray]:
+    """A stage's output batch: the input's ``doc_id`` and ``page_index`` and ``out``'s columns as object arrays."""
+    result = {"doc_id": np.asarray(batch["doc_id"]), "page_index": np.asarray(batch["page_index"])}
+    for key, values in out.items():
+        result[key] = np.array(values + [None], dtype=object)[:-1]  # keep lists as objects
+    return result
+
+
 class OcrStage:
     """Detect and recognise text on a batch of pages.
 
@@ -153,12 +170,7 @@ class OcrStage:
                 raise ValueError(f"OcrStage batch needs a {column!r} column, got {sorted(batch)}")
         images = list(batch["image"])
         n = len(images)
-        out: dict[str, list] = {
-            k: [None] * n
-            for k in ("width", "height", "lines", "text", "mean_confidence", "status", "error_code",
-                      "error_message", "detect_ms", "recognize_ms", "rotation", "skew_deg", "quad",
-                      "curl_corrected", "dewarp_ms", "dewarp_note")
-        }
+        out: dict[str, list] = {k: [None] * n for k in STAGE_COLUMNS + DEWARP_COLUMNS}
         geometries: list = [None] * n
         quads: list[np.ndarray | None] = [None] * n
         crops: list[np.ndarray] = []
@@ -223,10 +235,7 @@ class OcrStage:
             out["mean_confidence"][i] = float(np.mean([l.confidence for l in lines])) if lines else None
             out["status"][i] = "ok"
             out["recognize_ms"][i] = per_crop_ms * len(idx)
-        result = {"doc_id": np.asarray(batch["doc_id"]), "page_index": np.asarray(batch["page_index"])}
-        for key, values in out.items():
-            result[key] = np.array(values + [None], dtype=object)[:-1]  # keep lists as objects
-        return result
+        return stage_result(batch, out)
 
     def _dewarp(self, image: np.ndarray):
         try:

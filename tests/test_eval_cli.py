@@ -85,3 +85,23 @@ def test_benchmark_markdown_keeps_other_commands_tables(tmp_path):
     assert text.startswith("# Benchmarks")
     assert "| table a2 |" in text and "| table b |" in text and "| table a |" not in text
     assert text.index("folio bench a") < text.index("folio bench b")
+
+
+def test_the_null_stage_runs_the_pipeline_without_reading(synth_set, tmp_path):
+    """`plugins.stage=pipeline.benchmark:null_stage` measures a runner alone: every page gets the same
+    40 lines, in the pipeline's own row shape, and nothing is recognised."""
+    import pyarrow.dataset as ds
+
+    from pipeline.config import load_config
+    from pipeline.runner.local import run_local
+
+    config = load_config(overrides={"plugins.stage": "pipeline.benchmark:null_stage"}, environ={})
+    summary = run_local(str(synth_set), str(tmp_path / "out"), config, progress=False, exclude=("*.json",))
+    assert summary.documents == 2 and summary.ok == 2
+    pages = ds.dataset(tmp_path / "out" / "pages", partitioning="hive").to_table().to_pylist()
+    assert len(pages) == 2
+    for page in pages:
+        assert page["status"] == "ok" and page["line_count"] == 40
+        assert [line["line_index"] for line in page["lines"]] == list(range(40))
+        assert all(0 <= y <= page["height"] for line in page["lines"] for _, y in line["polygon"])
+        assert page["text"].splitlines()[0] == "line 0 of a page the null stage did not read"

@@ -35,7 +35,7 @@ from PIL import Image
 from pipeline.config import FolioConfig, TesseractConfig
 from pipeline.errors import FolioError, ModelError, OcrError
 from pipeline.models.zoo import ModelFile, files_sha256
-from pipeline.stages import order_lines
+from pipeline.stages import STAGE_COLUMNS, order_lines, stage_result
 
 __all__ = ["TesseractStage", "parse_tsv", "tesseract_model_info"]
 
@@ -49,11 +49,6 @@ _PROBE_TIMEOUT_S = 30.0
 
 #: The ``--dpi`` values tesseract accepts; outside them it estimates the resolution itself.
 _DPI_RANGE = (70, 2400)
-
-_OUTPUT_COLUMNS = (
-    "width", "height", "lines", "text", "mean_confidence", "status", "error_code",
-    "error_message", "detect_ms", "recognize_ms",
-)
 
 _probe_cache: dict[tuple[str, str | None], tuple[str, Path | None]] = {}
 _cache_lock = threading.Lock()
@@ -215,7 +210,7 @@ class TesseractStage:
         images = [np.asarray(image) for image in batch["image"]]
         dpis = list(batch["dpi"]) if "dpi" in batch else [None] * len(images)
         n = len(images)
-        out: dict[str, list] = {k: [None] * n for k in _OUTPUT_COLUMNS}
+        out: dict[str, list] = {k: [None] * n for k in STAGE_COLUMNS}
         for i, image in enumerate(images):
             out["height"][i], out["width"][i] = (int(image.shape[0]), int(image.shape[1])) if image.ndim >= 2 else (0, 0)
 
@@ -242,10 +237,7 @@ class TesseractStage:
             out["mean_confidence"][i] = float(np.mean([line.confidence for line in lines])) if lines else None
             out["status"][i] = "ok"
             out["recognize_ms"][i] = elapsed_ms
-        result_columns = {"doc_id": np.asarray(batch["doc_id"]), "page_index": np.asarray(batch["page_index"])}
-        for key, values in out.items():
-            result_columns[key] = np.array(values + [None], dtype=object)[:-1]  # keep lists as objects
-        return result_columns
+        return stage_result(batch, out)
 
     def _page(self, image: np.ndarray, dpi) -> tuple[tuple[np.ndarray, list[str], list[float]], float] | FolioError:
         """OCR one page; the error instead of raising it, so a pool's other pages go on."""
