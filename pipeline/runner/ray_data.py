@@ -39,7 +39,7 @@ from pipeline.runner.common import (
 from pipeline.storage import get_storage
 from pipeline.types import DocumentRef
 
-__all__ = ["run_ray", "ray_init"]
+__all__ = ["run_ray", "ray_init", "decode_blocks"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,15 @@ def ray_init(address: str | None = None, num_cpus: int | None = None) -> None:
     if address is None:
         kwargs["num_cpus"] = num_cpus
     ray.init(address=address, **kwargs)
+
+
+def decode_blocks(documents: int, decode_tasks: int, docs_per_task: int) -> int:
+    """How many blocks (so decode tasks) the planned documents are split into: enough to keep every
+    decode task busy, and none holding more than ``docs_per_task`` documents, because a decode
+    worker's memory grows with the documents its task reads."""
+    if documents <= 0:
+        return 1
+    return max(min(documents, 4 * decode_tasks), -(-documents // docs_per_task))
 
 
 def _decode_refs(batch, config: FolioConfig):
@@ -168,7 +177,7 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
         gpu_actors = min(rc.ocr_actors, int(ray.cluster_resources().get("GPU", 0) // gpus) or 1)
         decode_tasks = max(decode_tasks, rc.decode_tasks_per_gpu * gpu_actors)
     items = [{"uri": r.uri, "size": r.size or 0, "etag": r.etag} for r in refs]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * decode_tasks))
+    ds = ray.data.from_items(items, override_num_blocks=decode_blocks(len(items), decode_tasks, rc.docs_per_task))
     ds = ds.map_batches(
         _decode_refs, fn_kwargs={"config": config}, batch_size=1, batch_format="pyarrow",
         num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=decode_tasks),
