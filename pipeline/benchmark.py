@@ -724,6 +724,7 @@ def update_markdown(path: str | os.PathLike, command: str, table: str) -> None:
     sections: dict[str, str] = {}
     if file.exists():
         parts = file.read_text().split("\n## ")
+        header = parts[0].rstrip("\n") + "\n"  # keep what the file says before its first table
         for part in parts[1:]:
             title, _, body = part.partition("\n")
             sections[title] = body.strip("\n")

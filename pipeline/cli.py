@@ -290,6 +290,20 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
     )
 
 
+def _bench_args(argv: list[str]) -> list[str]:
+    """The arguments that say what was measured: without where the report went (--json, --markdown),
+    so a rerun replaces its section of docs/benchmarks.md instead of adding one."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--json", "--markdown"):
+            skip = True
+        elif not arg.startswith(("--json=", "--markdown=")):
+            out.append(arg)
+    return out
+
+
 @main.group("dewarp")
 def dewarp_group() -> None:
     """Measure the dewarp stage (docs/dewarp.md)."""
@@ -411,7 +425,7 @@ def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))
     if md_out:
-        update_markdown(md_out, "folio bench " + " ".join(sys.argv[2:]), table)
+        update_markdown(md_out, "folio bench " + " ".join(_bench_args(sys.argv[2:])), table)
     for key, value in report["ratios"].items():
         click.echo(f"{key}: {value:.2f}x")
 

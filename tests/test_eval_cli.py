@@ -54,6 +54,25 @@ def test_bench_compares_folio_with_peers(synth_set, tmp_path):
     assert "| folio |" in md.read_text() and "Machine:" in md.read_text()
 
 
+def test_a_bench_rerun_replaces_its_section(tmp_path):
+    """The heading is the command without where its report went, so a rerun with another --json
+    path replaces its table; what the file says before its first table stays."""
+    from pipeline.benchmark import update_markdown
+    from pipeline.cli import _bench_args
+
+    args = ["../eval/funsd", "--limit", "30", "--json", "/tmp/a.json", "--markdown=x.md", "--repeat", "3"]
+    assert _bench_args(args) == ["../eval/funsd", "--limit", "30", "--repeat", "3"]
+    md = tmp_path / "b.md"
+    md.write_text("# Benchmarks\n\nMachine notes.\n")
+    update_markdown(md, "folio bench a", "| old |")
+    update_markdown(md, "folio bench b", "| b |")
+    update_markdown(md, "folio bench a", "| new |")
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n\nMachine notes.\n")
+    assert "| new |" in text and "| old |" not in text and "| b |" in text
+    assert text.count("## `folio bench a`") == 1
+
+
 def test_detect_format(synth_set, tmp_path):
     assert detect_format(synth_set) == "synth"
     (tmp_path / "annotations").mkdir()
