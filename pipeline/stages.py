@@ -42,6 +42,8 @@ def model_files(config: FolioConfig) -> dict[str, ModelFile]:
     }
     if config.classifier.enabled:
         files["classifier"] = resolve_model(config.classifier.model, d)
+    if config.dewarp.enabled and config.dewarp.orientation:  # the dewarp step's quick way-up check
+        files["orientation"] = resolve_model(config.classifier.model, d)
     return files
 
 
@@ -157,7 +159,12 @@ class OcrStage:
         if config.dewarp.enabled:
             from pipeline.dewarp import Dewarper
 
-            self.dewarper = Dewarper(config.dewarp, self.recognizer)
+            orientation = (
+                LineClassifier(create_engine(files["orientation"], config.engine), config.classifier)
+                if "orientation" in files
+                else None
+            )
+            self.dewarper = Dewarper(config.dewarp, self.recognizer, orientation.upside_down if orientation else None)
 
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         if self.classifier is not None:

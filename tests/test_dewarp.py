@@ -122,13 +122,42 @@ def test_a_direction_with_one_readable_line_is_not_judged(page, monkeypatch):
     img, _ = page
     monkeypatch.setattr(dewarp, "text_angle", lambda ink, max_skew: (0.0, 3.0, 2.0, 90.0))
 
-    def recognize(crops):  # only the first line reads at all, and it reads best upside down
+    first = [True]
+
+    def recognize(crops):  # only the first line the check reads says anything, and it reads best upside down
         n = len(crops) // 2
-        return [("Text", 0.6)] + [("", 0.0)] * (n - 1) + [("txeT", 0.99)] + [("", 0.0)] * (n - 1)
+        up, down = [("", 0.0)] * n, [("", 0.0)] * n
+        if first[0]:
+            up[0], down[0], first[0] = ("Text", 0.6), ("txeT", 0.99), False
+        return up + down
 
     flat, geo = Dewarper(DewarpConfig(), recognize)(img)
     assert geo.rotation == 0 and flat is img
     assert "no text lines to check which way up" in geo.skipped
+
+
+def test_the_line_classifier_spares_reading_clearly_upright_pages_but_never_turns_one(page, stage):
+    """The classifier's quick look only ever skips the check; turning a page is the recogniser's call."""
+    img, _ = page
+    calls = []
+
+    def recognize(crops):
+        calls.append(len(crops))
+        return stage.recognizer(crops)
+
+    flat, geo = Dewarper(DewarpConfig(), recognize, lambda crops: np.zeros(len(crops)))(img)
+    assert calls == [] and geo.rotation == 0 and flat is img
+    upside_down = np.ascontiguousarray(img[::-1, ::-1])
+    # a classifier that is unsure leaves the decision to the recogniser ...
+    flat, geo = Dewarper(DewarpConfig(), recognize, lambda crops: np.full(len(crops), 0.5))(upside_down)
+    assert calls and geo.rotation == 180
+    # ... and one that finds everything upside down turns nothing the recogniser reads upright
+    calls.clear()
+    flat, geo = Dewarper(DewarpConfig(), recognize, lambda crops: np.ones(len(crops)))(img)
+    assert calls and geo.rotation == 0 and flat is img
+    # the real classifier on the real page
+    flat, geo = stage.dewarper(upside_down)
+    assert geo.rotation == 180
 
 
 @pytest.mark.parametrize("kind", ["shear", "rotation"])

@@ -224,8 +224,10 @@ def test_default_config_models_resolve_with_hashes():
     from pipeline.stages import model_files
 
     files = model_files(FolioConfig())
-    assert set(files) == {"detection", "recognition"}
+    # the line classifier is the dewarp step's quick way-up check; it does not flip recognised lines
+    assert set(files) == {"detection", "recognition", "orientation"}
     assert all(len(f.sha256) == 64 for f in files.values())
+    assert set(model_files(FolioConfig.model_validate({"dewarp": {"enabled": False}}))) == {"detection", "recognition"}
 
 
 def test_corrupt_model_is_refused(tmp_path):

@@ -90,7 +90,7 @@ def test_output_tables_follow_the_contract(clean_docs, clean_run):
     for d in docs:
         assert d["status"] == "ok" and d["error_code"] is None
         assert d["doc_id"] == __import__("hashlib").sha256(Path(d["source_uri"]).read_bytes()).hexdigest()
-        assert {m["role"] for m in d["models"]} == {"detection", "recognition"}
+        assert {m["role"] for m in d["models"]} == {"detection", "recognition", "orientation"}
         assert all(len(m["sha256"]) == 64 for m in d["models"])
         assert d["run_date"]  # hive partition column
     pages = _read(dest, "pages")

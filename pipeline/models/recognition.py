@@ -330,17 +330,20 @@ class LineClassifier:
         self.engine = engine
         self.thresh = config.thresh
 
-    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+    def upside_down(self, crops: list[np.ndarray]) -> np.ndarray:
+        """The model's probability that each line crop is upside down."""
         if not crops:
-            return crops
+            return np.zeros(0, np.float32)
         batch = np.zeros((len(crops), 3, self.HEIGHT, self.WIDTH), np.float32)
         for i, crop in enumerate(crops):
             h, w = crop.shape[:2]
             new_w = min(self.WIDTH, max(1, math.ceil(w * self.HEIGHT / h)))
             batch[i, :, :, :new_w] = _normalise(cv2.resize(crop, (new_w, self.HEIGHT))).transpose(2, 0, 1)
-        probs = self.engine(batch)
+        return np.asarray(self.engine(batch))[:, 1]
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         out = list(crops)
-        for i, p in enumerate(probs):
-            if p.argmax() == 1 and p[1] >= self.thresh:
+        for i, p in enumerate(self.upside_down(crops)):
+            if p > 0.5 and p >= self.thresh:
                 out[i] = np.ascontiguousarray(crops[i][::-1, ::-1])
         return out
