@@ -349,18 +349,21 @@ def dewarp_check(path, config_path, sets, limit, json_out):
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the rows here.")
-def dewarp_samples(path, config_path, sets, json_out):
+@click.option("--ocr/--no-ocr", default=True, show_default=True,
+              help="OCR each photo with dewarping off and on; --no-ocr only dewarps (what it finds, its time).")
+def dewarp_samples(path, config_path, sets, json_out, ocr):
     """OCR real photos (../shared/eval/dewarp_samples) with dewarping off and on.
 
     One row per photo: what dewarping found, the milliseconds it took, OCR
     seconds both ways, and CER / word F1 both ways where reference text exists.
+    With --no-ocr, any folder of scans: what dewarping does to them and its time.
     """
     import json
     import statistics
 
     from pipeline.dewarp import check_samples
 
-    rows = check_samples(path, _load(config_path, sets))
+    rows = check_samples(path, _load(config_path, sets), ocr=ocr)
     if not rows:
         raise click.UsageError(f"no .png/.jpg photos found under {path}")
     click.echo(f"{'photo':28s} {'rot':>4s} {'skew':>6s} {'quad':>5s} {'curl':>5s} {'ms':>6s} {'CER off':>8s} {'CER on':>8s}")

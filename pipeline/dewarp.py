@@ -933,13 +933,15 @@ def check_synth(path: str, config=None, limit: int | None = None) -> dict:
     }
 
 
-def check_samples(path: str, config=None) -> list[dict]:
+def check_samples(path: str, config=None, ocr: bool = True) -> list[dict]:
     """Dewarp the photos of ``dewarp_samples/`` and OCR them with dewarping off and on.
 
     Every ``*.png``/``*.jpg`` under ``path`` is dewarped (what was found, how
-    long it took) and OCR'd both ways; DocUNet photos ``<n>_<k> copy.png`` whose
-    scan has reference text in ``docunet_ocr_reference_text/tess_gt.json`` also
-    get CER (whole page text, NFKC, whitespace collapsed) and word F1 both ways.
+    long it took) and, with ``ocr``, OCR'd both ways; DocUNet photos
+    ``<n>_<k> copy.png`` whose scan has reference text in
+    ``docunet_ocr_reference_text/tess_gt.json`` also get CER (whole page text,
+    NFKC, whitespace collapsed) and word F1 both ways. Without ``ocr`` only
+    the dewarp step runs: what it does to any folder of scans, and its time.
     """
     import json
     import re
@@ -953,7 +955,7 @@ def check_samples(path: str, config=None) -> list[dict]:
 
     config = config or FolioConfig()
     on = OcrStage(config.model_copy(update={"dewarp": config.dewarp.model_copy(update={"enabled": True})}))
-    off = OcrStage(config.model_copy(update={"dewarp": config.dewarp.model_copy(update={"enabled": False})}))
+    off = OcrStage(config.model_copy(update={"dewarp": config.dewarp.model_copy(update={"enabled": False})})) if ocr else None
     refs = {}
     for gt in Path(path).rglob("tess_gt.json"):
         refs.update(json.loads(gt.read_text()))
@@ -964,6 +966,15 @@ def check_samples(path: str, config=None) -> list[dict]:
         col = np.empty(1, dtype=object)
         col[0] = image
         row = {"image": img_path.name, "size": [int(image.shape[1]), int(image.shape[0])]}
+        if not ocr:
+            t0 = time.perf_counter()
+            _, geo = on.dewarper(image)
+            row["dewarp_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            row.update(geo.as_row())
+            row["quad"] = row["quad"] is not None
+            row["dewarp_note"] = geo.skipped
+            rows.append(row)
+            continue
         for name, stage in (("off", off), ("on", on)):
             t0 = time.perf_counter()
             out = stage({"doc_id": np.array(["s"], object), "page_index": np.array([0]), "image": col})

@@ -333,6 +333,13 @@ def test_folio_dewarp_check_and_samples_report_what_was_found(tmp_path):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "one.png" in result.output and "no reference text" in result.output.splitlines()[-1]
+    out = tmp_path / "rows.json"
+    result = CliRunner().invoke(main, ["dewarp", "samples", str(photos), "--no-ocr", "--json", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())
+    assert row["image"] == "one.png" and row["rotation"] in (90, 180, 270) and row["dewarp_ms"] > 0
+    assert "seconds_on" not in row and "cer_on" not in row
     empty = tmp_path / "empty"
     empty.mkdir()
     assert CliRunner().invoke(main, ["dewarp", "check", str(empty)]).exit_code == 2
