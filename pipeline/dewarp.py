@@ -995,28 +995,3 @@ def check_samples(path: str, config=None, ocr: bool = True) -> list[dict]:
             row.pop(f"text_{name}")
         rows.append(row)
     return rows
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.dewarp check DIR`` (a ``folio synth --distort`` set) or ``samples DIR`` (real photos)."""
-    import argparse
-    import json
-
-    ap = argparse.ArgumentParser(prog="python -m pipeline.dewarp")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("check", help="rotation/skew/quad of a distorted synthetic set against its truth")
-    c.add_argument("path")
-    c.add_argument("--limit", type=int)
-    c = sub.add_parser("samples", help="dewarp and OCR real photos (dewarp_samples/), CER where reference text exists")
-    c.add_argument("path")
-    a = ap.parse_args(argv)
-    if a.cmd == "check":
-        print(json.dumps(check_synth(a.path, limit=a.limit), indent=1))
-    else:
-        for row in check_samples(a.path):
-            print(json.dumps(row))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())
