@@ -368,6 +368,9 @@ def dewarp_samples(path, config_path, sets, json_out, ocr):
         raise click.UsageError(f"no .png/.jpg photos found under {path}")
     click.echo(f"{'photo':28s} {'rot':>4s} {'skew':>6s} {'quad':>5s} {'curl':>5s} {'ms':>6s} {'CER off':>8s} {'CER on':>8s}")
     for r in rows:
+        if "error" in r:
+            click.echo(f"{r['image'][-28:]:28s} not read: {r['error']}")
+            continue
         cer_off = f"{r['cer_off']:8.3f}" if "cer_off" in r else "       -"
         cer_on = f"{r['cer_on']:8.3f}" if "cer_on" in r else "       -"
         click.echo(f"{r['image'][-28:]:28s} {r['rotation']:4d} {r['skew_deg']:6.2f} {str(r['quad']):>5s} "
@@ -378,8 +381,10 @@ def dewarp_samples(path, config_path, sets, json_out, ocr):
     cer = (f"CER off {statistics.mean(r['cer_off'] for r in scored):.3f} on "
            f"{statistics.mean(r['cer_on'] for r in scored):.3f} ({len(scored)} with reference text)"
            if scored else "no reference text")
-    click.echo(f"dewarp on {len(rows)} photos: {cer} | median {statistics.median(r['dewarp_ms'] for r in rows):.0f} "
-               f"ms dewarping per page")
+    timed = [r["dewarp_ms"] for r in rows if "dewarp_ms" in r]
+    median = f"median {statistics.median(timed):.0f} ms dewarping per page" if timed else "no photo could be read"
+    unread = sum("error" in r for r in rows)
+    click.echo(f"dewarp on {len(rows)} photos{f' ({unread} not read)' if unread else ''}: {cer} | {median}")
 
 
 @main.command()

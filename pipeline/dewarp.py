@@ -950,6 +950,7 @@ def check_samples(path: str, config=None, ocr: bool = True) -> list[dict]:
 
     from pipeline.config import FolioConfig
     from pipeline.decode import open_document
+    from pipeline.errors import FolioError
     from pipeline.evaluate import cer, word_counts
     from pipeline.stages import OcrStage
 
@@ -961,8 +962,12 @@ def check_samples(path: str, config=None, ocr: bool = True) -> list[dict]:
         refs.update(json.loads(gt.read_text()))
     rows = []
     for img_path in sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
-        with open_document(img_path.read_bytes(), config.decode) as doc:  # as a run decodes it (EXIF turned)
-            image = doc.page(0)[0]
+        try:
+            with open_document(img_path.read_bytes(), config.decode) as doc:  # as a run decodes it (EXIF turned)
+                image = doc.page(0)[0]
+        except FolioError as e:  # a bad file is a row that says so; the others go on
+            rows.append({"image": img_path.name, "error": f"{e.code}: {e}"})
+            continue
         col = np.empty(1, dtype=object)
         col[0] = image
         row = {"image": img_path.name, "size": [int(image.shape[1]), int(image.shape[0])]}

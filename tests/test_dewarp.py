@@ -340,6 +340,11 @@ def test_folio_dewarp_check_and_samples_report_what_was_found(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["image"] == "one.png" and row["rotation"] in (90, 180, 270) and row["dewarp_ms"] > 0
     assert "seconds_on" not in row and "cer_on" not in row
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")  # a bad file is a row, the rest go on
+    result = CliRunner().invoke(main, ["dewarp", "samples", str(photos), "--no-ocr"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output and "not read" in result.output
+    assert result.output.splitlines()[-1].startswith("dewarp on 2 photos (1 not read)")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert CliRunner().invoke(main, ["dewarp", "check", str(empty)]).exit_code == 2
