@@ -256,20 +256,14 @@ def run_stats(dest: str, run_ids: Sequence[str], storage_config: StorageConfig |
     pages = read_table(dest, "pages", ["doc_id", "run_id", "mean_confidence"], storage_config, run_ids)
     stats.documents = docs.num_rows
     stats.pages = pages.num_rows
-    for row in docs.to_pylist():
-        if row["status"] == "ok":
-            stats.ok += 1
-            continue
-        if row["status"] == "partial":
-            stats.partial += 1
-        else:
-            stats.errors += 1
-        stats.errors_by_code[row["error_code"]] = stats.errors_by_code.get(row["error_code"], 0) + 1
+    doc_rows = docs.to_pylist()
+    for row in doc_rows:
+        schema.count_document(stats, row["status"], row["error_code"])
     valid = pages.filter(pc.is_valid(pages["mean_confidence"]))
     if valid.num_rows:
         stats.mean_confidence = float(pc.mean(valid["mean_confidence"]).as_py())
     conf = document_confidence(dest, storage_config, run_ids)
-    uris = {(r["doc_id"], r["run_id"]): r["source_uri"] for r in docs.to_pylist()}
+    uris = {(r["doc_id"], r["run_id"]): r["source_uri"] for r in doc_rows}
     ranked = sorted(((c, k) for k, c in conf.items() if k in uris), key=lambda t: t[0])[:lowest]
     stats.lowest_confidence = [{"doc_id": k[0], "source_uri": uris[k], "mean_confidence": round(c, 4)}
                                for c, k in ranked]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "POLYGON", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN"]
+__all__ = ["SCHEMA_VERSION", "POLYGON", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN", "count_document"]
 
 SCHEMA_VERSION = "1"
 
@@ -109,3 +109,16 @@ PAGES = pa.schema(
     ],
     metadata=_meta("pages"),
 )
+
+
+def count_document(counts, status: str, error_code: str | None) -> None:
+    """Add one ``documents`` row to ``counts`` (an object with ``ok``, ``partial``, ``errors`` and
+    ``errors_by_code``): what a run's summary and a report read back from Parquet both count."""
+    if status == "ok":
+        counts.ok += 1
+        return
+    if status == "partial":
+        counts.partial += 1
+    else:
+        counts.errors += 1
+    counts.errors_by_code[error_code] = counts.errors_by_code.get(error_code, 0) + 1

@@ -34,6 +34,7 @@ from pipeline.config import FolioConfig, StorageConfig, config_fingerprint
 from pipeline.decode import open_document
 from pipeline.errors import FolioError, StorageError, WorkerLost
 from pipeline.output import DatasetWriter, DoneIndex, new_run_id
+from pipeline.schema import count_document
 from pipeline.storage import Storage, get_storage
 from pipeline.types import DocumentRef
 
@@ -614,14 +615,7 @@ class Assembler:
         s.documents += 1
         s.pages += len(pages)
         s.page_errors += sum(1 for p in pages if p["status"] != "ok")
-        if row["status"] == "ok":
-            s.ok += 1
-            return
-        if row["status"] == "partial":
-            s.partial += 1
-        else:
-            s.errors += 1
-        s.errors_by_code[row["error_code"]] = s.errors_by_code.get(row["error_code"], 0) + 1
+        count_document(s, row["status"], row["error_code"])
 
     # -- output -------------------------------------------------------------------------------
     def flush(self) -> None:
