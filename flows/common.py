@@ -13,6 +13,7 @@ redoes only what the failed attempt did not finish.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -268,11 +269,8 @@ def collect(report: FlowReport, config: FolioConfig) -> FlowReport:
     """Fill the report's counts from the Parquet its runs wrote (so the artifact cannot disagree with it)."""
     prefixes = [report.batch_id] if report.batch_id else []
     stats: RunStats = run_stats(report.dest, prefixes, config.storage, config.jobs.lowest_confidence_documents)
-    report.documents, report.pages = stats.documents, stats.pages
-    report.ok, report.partial, report.errors = stats.ok, stats.partial, stats.errors
-    report.errors_by_code = stats.errors_by_code
-    report.mean_confidence = stats.mean_confidence
-    report.lowest_confidence = stats.lowest_confidence
+    for f in dataclasses.fields(RunStats):  # the report carries every count the Parquet gives
+        setattr(report, f.name, getattr(stats, f.name))
     report.pages_per_second = report.pages / report.seconds if report.seconds > 0 else 0.0
     return report
 
