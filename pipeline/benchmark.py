@@ -307,9 +307,11 @@ def _bench_worker(args: dict) -> dict:
         sampler.start()
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as dest:
+                sampler.resume()
                 t0 = time.perf_counter()
                 run_ray(refs, dest, config, force=True, progress=False)
                 times.append(time.perf_counter() - t0)
+                sampler.pause()  # reading the output back for scoring is the benchmark's memory, not the run's
                 texts = _texts_from_output(dest)
         sampler.stop()
         result.update(_runner_scores(samples, texts))
@@ -502,10 +504,19 @@ class _RaySampler:
         self.private_peak_mb = 0.0
         self.series: dict[str, list[float]] = {}
         self._stop = threading.Event()
+        self._active = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def resume(self) -> None:
+        """Sample from now on (a run starts)."""
+        self._active.set()
+
+    def pause(self) -> None:
+        """Stop sampling until :meth:`resume` (a run has ended)."""
+        self._active.clear()
 
     def stop(self) -> None:
         self._stop.set()
@@ -513,6 +524,8 @@ class _RaySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
+            if not self._active.is_set():
+                continue
             parents, info = {}, {}
             for status in Path("/proc").glob("[0-9]*/status"):
                 try:
@@ -550,13 +563,17 @@ class _RaySampler:
         return False
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Per role: ``peak``, ``median``, ``first_quarter_peak``, ``last_quarter_peak`` (MiB, RssAnon)."""
+        """Per role: ``first`` (the first sample: what the process held as the run began), ``peak``,
+        ``median``, ``first_quarter_peak``, ``last_quarter_peak``, ``tenth_peaks`` (the peak of each
+        tenth of the samples, in order: the shape of the curve) (MiB, RssAnon)."""
         out = {}
         for role, values in self.series.items():
             q = max(1, len(values) // 4)
-            out[role] = {"peak": max(values), "median": statistics.median(values),
+            cuts = [len(values) * i // 10 for i in range(11)]
+            tenths = [values[a:max(b, a + 1)] for a, b in zip(cuts, cuts[1:])]
+            out[role] = {"first": values[0], "peak": max(values), "median": statistics.median(values),
                          "first_quarter_peak": max(values[:q]), "last_quarter_peak": max(values[-q:]),
-                         "samples": len(values)}
+                         "tenth_peaks": [max(t) for t in tenths if t], "samples": len(values)}
         return out
 
 
@@ -690,15 +707,24 @@ def bench_markdown(report: dict) -> str:
     for r in report["results"]:
         roles = r.get("ray_memory_by_role_mb")
         if roles:
-            lines += ["", f"{r['system']}: private memory (RssAnon, MiB) of the processes of this run, by role; "
-                      "first/last quarter: the peaks over the first and last quarter of the samples.", "",
-                      "| role | peak | median | first quarter peak | last quarter peak | samples |",
-                      "|---|---|---|---|---|---|"]
+            lines += ["", f"{r['system']}: private memory (RssAnon, MiB) of the processes of this run, by role, "
+                      "sampled every 0.5 s while the runs ran (not while the benchmark read their output back); "
+                      "first: the first sample; first/last quarter: the peaks over the first and last quarter "
+                      "of the samples. The driver is the benchmark's own process, which also holds the ground "
+                      "truth.", "",
+                      "| role | first | peak | median | first quarter peak | last quarter peak | samples |",
+                      "|---|---|---|---|---|---|---|"]
             for role in ("driver", "decode", "ocr"):
                 m = roles.get(role)
                 if m:
-                    lines.append(f"| {role} | {m['peak']:.0f} | {m['median']:.0f} | {m['first_quarter_peak']:.0f} | "
-                                 f"{m['last_quarter_peak']:.0f} | {m['samples']} |")
+                    first = f"{m['first']:.0f}" if "first" in m else "n/a"
+                    lines.append(f"| {role} | {first} | {m['peak']:.0f} | {m['median']:.0f} | "
+                                 f"{m['first_quarter_peak']:.0f} | {m['last_quarter_peak']:.0f} | {m['samples']} |")
+            tenths = [(role, roles[role]["tenth_peaks"]) for role in ("driver", "decode", "ocr")
+                      if roles.get(role, {}).get("tenth_peaks")]
+            if tenths:
+                lines += ["", "Peak of each tenth of the run, in order:", ""]
+                lines += [f"- {role}: {' '.join(f'{v:.0f}' for v in values)}" for role, values in tenths]
     for r in report["results"]:
         if r.get("gpu_name"):
             util = r.get("gpu_util_mean_pct")

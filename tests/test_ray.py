@@ -160,3 +160,28 @@ def test_bench_times_the_ray_runner_against_the_local_one(inputs, tmp_path):
     assert systems["folio-ray"]["ray_workers_peak_rss_mb"] > 100
     assert report["ratios"]["folio-ray/folio pages_per_s"] > 0
     assert "folio-ray/folio pages_per_s" in md.read_text()
+
+
+def test_ray_sampler_counts_only_while_a_run_is_on():
+    """The benchmark's memory sampler records nothing while paused (the output read back for scoring
+    is the benchmark's memory, not the run's), and reports the driver's first sample beside its peak."""
+    import time
+
+    from pipeline.benchmark import _RaySampler
+
+    sampler = _RaySampler()
+    sampler.start()
+    time.sleep(1.2)
+    assert sampler.series == {}
+    sampler.resume()
+    time.sleep(1.2)
+    sampler.pause()
+    time.sleep(0.2)  # a sample taken as pause() ran is the last
+    taken = len(sampler.series["driver"])
+    time.sleep(1.2)
+    sampler.stop()
+    assert taken >= 1 and len(sampler.series["driver"]) == taken
+    driver = sampler.summary()["driver"]
+    assert 0 < driver["first"] <= driver["peak"]
+    assert driver["samples"] == taken
+    assert len(driver["tenth_peaks"]) == 10 and max(driver["tenth_peaks"]) == driver["peak"]
