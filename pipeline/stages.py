@@ -21,7 +21,7 @@ from pipeline.config import FolioConfig
 from pipeline.errors import ConfigError, FolioError, OcrError
 from pipeline.models.detection import TextDetector
 from pipeline.models.engine import create_engine
-from pipeline.models.recognition import LineClassifier, TextRecognizer, crop_quad, split_at_gaps
+from pipeline.models.recognition import LineClassifier, TextRecognizer, charset_classes, crop_quad, split_at_gaps
 from pipeline.models.zoo import ModelFile, resolve_model
 from pipeline.types import TextLine
 
@@ -149,7 +149,11 @@ class OcrStage:
         files = model_files(config)
         self.models = files
         self.detector = TextDetector(create_engine(files["detection"], config.engine), config.detection)
-        self.recognizer = TextRecognizer(create_engine(files["recognition"], config.engine), config.recognition)
+        rec = files["recognition"]
+        # With a restricted charset the model's head computes only the classes it allows.
+        self.recognizer = TextRecognizer(
+            create_engine(rec, config.engine, charset_classes(rec, config.recognition.charset)), config.recognition
+        )
         self.classifier = (
             LineClassifier(create_engine(files["classifier"], config.engine), config.classifier)
             if "classifier" in files

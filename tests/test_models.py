@@ -1,5 +1,7 @@
 """Detection post-processing, recognition decoding and batching, reading order: known answers."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,8 @@ from pipeline.config import DetectionConfig, FolioConfig
 from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreprocessor, order_quad
 from pipeline.models.recognition import CTCDecoder, crop_quad, plan_buckets
 from pipeline.stages import order_lines
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 
 def _map_with_rectangles(shape, rects, value=0.9):
@@ -144,6 +148,97 @@ def test_recognition_config_space_defaults():
 def test_ctc_rejects_mismatched_charset():
     with pytest.raises(ValueError, match="charset"):
         CTCDecoder(["a"])(np.zeros((1, 3, 5), np.float32))
+
+
+def test_ctc_charset_never_emits_a_class_outside_it():
+    decoder = CTCDecoder(["a", "中", "b"], "latin")  # classes: 0 blank, 1 a, 2 中, 3 b, 4 space
+    probs = _one_hot([1, 0, 2, 0, 3])
+    probs[0, 2, 3] = 0.5  # 中 wins the frame, b is the best class the charset allows
+    assert CTCDecoder(["a", "中", "b"])(probs)[0][0] == "a中b"
+    assert decoder(probs)[0][0] == "abb"
+    assert decoder.kept_classes() == [0, 1, 3, 4]
+    assert CTCDecoder(["a", "b"], "latin").kept_classes() is None  # every class allowed
+
+
+def test_ctc_restricted_decoder_reads_a_cut_head_as_the_full_one_reads_the_whole():
+    """A model whose head outputs only the kept classes (softmax over them) decodes to the same text
+    as the full model with the charset's mask."""
+    decoder = CTCDecoder(["a", "中", "b"], "latin", space_prob=0.1)
+    probs = _one_hot([1, 0, 2, 0, 3, 0, 0, 1])
+    probs[0, 2, 3] = 0.5
+    probs[0, 5, 4] = 0.3
+    keep = decoder.kept_classes()
+    cut = probs[:, :, keep] / probs[:, :, keep].sum(axis=2, keepdims=True)
+    restricted = decoder.restricted(keep)
+    assert list(restricted.characters) == ["", "a", "b", " "]
+    assert [t for t, _ in restricted(cut)] == [t for t, _ in decoder(probs)] == ["abb a"]
+    with pytest.raises(ValueError, match="blank"):
+        decoder.restricted([1, 3, 4])
+
+
+def _head_model(classes: int = 6, features: int = 4):
+    """A tiny ONNX model ending as PP-OCR recognition does: MatMul -> Add -> Softmax -> Identity."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.normal(size=(features, classes)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.normal(size=classes).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["logits"], name="head"),
+        helper.make_node("Add", ["logits", "b"], ["biased"]),
+        helper.make_node("Softmax", ["biased"], ["probs"], axis=2),
+        helper.make_node("Identity", ["probs"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t", classes])], [weight, bias],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_select_classes_cuts_the_head_to_the_kept_classes():
+    import onnxruntime as ort
+
+    from pipeline.errors import ModelError
+    from pipeline.models.engine import select_classes
+
+    x = np.random.default_rng(4).normal(size=(2, 3, 4)).astype(np.float32)
+    full_model = _head_model()
+    full = ort.InferenceSession(full_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    keep = [0, 2, 5]
+    cut_model = _head_model()
+    select_classes(cut_model, keep)
+    cut = ort.InferenceSession(cut_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert cut.shape == (2, 3, 3)
+    expected = full[:, :, keep] / full[:, :, keep].sum(axis=2, keepdims=True)
+    np.testing.assert_allclose(cut, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ModelError, match="below 6"):
+        select_classes(_head_model(), [0, 6])
+    headless = _head_model()
+    headless.graph.node[2].op_type = "Relu"
+    with pytest.raises(ModelError, match="MatMul -> Add -> Softmax"):
+        select_classes(headless, keep)
+
+
+@pytest.mark.skipif(not DEJAVU.is_file(), reason="DejaVuSans.ttf is not installed")
+def test_a_restricted_charset_runs_a_cut_recognition_head():
+    """recognition.charset=latin builds the model with only the latin classes in its head, and a
+    clean printed line reads the same as with the whole head."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from pipeline.config import load_config
+    from pipeline.stages import create_stage
+
+    line = Image.new("RGB", (760, 56), "white")
+    ImageDraw.Draw(line).text((10, 8), "Invoice No. 4711 total EUR 128.50", font=ImageFont.truetype(str(DEJAVU), 32),
+                              fill="black")
+    crops = [np.asarray(line)]
+    whole = create_stage(load_config(overrides={"recognition.charset": "all"}, environ={})).recognizer
+    latin = create_stage(load_config(overrides={"recognition.charset": "latin"}, environ={})).recognizer
+    assert whole.engine.classes is None
+    assert latin.engine.classes is not None and 100 < len(latin.engine.classes) < 2000
+    assert len(latin.decode.characters) == len(latin.engine.classes)
+    assert latin(crops)[0][0] == whole(crops)[0][0] == "Invoice No. 4711 total EUR 128.50"
 
 
 def test_buckets_cover_every_crop_once_and_pad_each_crop_by_its_own_width():

@@ -85,6 +85,22 @@ def test_recognition_matches_onnxruntime_and_decodes_the_same(engines):
     assert [t for t, _ in decoder(torch_engine(batch))] == [t for t, _ in decoder(ort_engine(batch))]
 
 
+def test_a_cut_recognition_head_matches_onnxruntime_and_decodes_the_same():
+    """recognition.charset=latin: both engines compute only the latin classes, and agree."""
+    from pipeline.models.recognition import charset_classes
+
+    model = resolve_model(REC)
+    classes = charset_classes(model, "latin")
+    ort_engine, torch_engine = OnnxRuntimeEngine(model, ORT, classes), TorchEngine(model, TORCH_CPU, classes)
+    assert ort_engine.classes == torch_engine.classes == tuple(classes)
+    batch = _line_batch(["Total 1,234.50", "INVOICE"], 48, 320)
+    expected, got = ort_engine(batch), torch_engine(batch)
+    assert got.shape == expected.shape == (2, 40, len(classes))
+    assert float(np.abs(expected - got).max()) < 1e-3
+    decoder = CTCDecoder.from_metadata(ort_engine.metadata(), "latin").restricted(classes)
+    assert [t for t, _ in decoder(got)] == [t for t, _ in decoder(expected)]
+
+
 def test_classifier_matches_onnxruntime(engines):
     batch = _line_batch(["upright", "line", "of", "text"], 48, 192)
     batch[2:] = batch[2:, :, ::-1, ::-1]  # two upside down

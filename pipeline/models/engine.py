@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
 from pipeline.models.zoo import ModelFile
 
-__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "resolve_engine", "resolve_engine_name"]
+__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "resolve_engine", "resolve_engine_name", "select_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class Engine(Protocol):
     """What detection and recognition need from a runtime."""
 
     model: ModelFile
+    #: The output classes a cut-down classification head computes (see :func:`select_classes`); None: all.
+    classes: tuple[int, ...] | None
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         """Run the model on one float32 NCHW batch and return its first output."""
@@ -37,10 +40,88 @@ class Engine(Protocol):
         """Custom metadata stored in the model (PP-OCR keeps the charset there)."""
 
 
-class OnnxRuntimeEngine:
-    """ONNX Runtime on CPU with thread counts from config, never from ``os.cpu_count()``."""
+def select_classes(model, classes: Sequence[int]) -> None:
+    """Cut a model's classification head down to the output ``classes``, in place.
 
-    def __init__(self, model: ModelFile, config: EngineConfig):
+    PP-OCR's recognition model ends in ``MatMul`` (weights ``[D, C]``) ->
+    ``Add`` (bias ``[C]``) -> ``Softmax`` over the classes, and that head is
+    the largest single layer (18,710 classes x 120). When decoding may only
+    emit some classes (``recognition.charset``), computing the others is waste:
+    their columns are dropped, so the model outputs ``len(classes)``
+    probabilities, in the order given, with the softmax taken over them alone.
+
+    Args:
+        model: an ``onnx.ModelProto`` whose first output is that softmax
+            (``Identity`` nodes in between are followed).
+        classes: output class indices to keep.
+
+    Raises:
+        ModelError: the graph does not end in that head, or a class index is out of range.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    initializers = {t.name: t for t in graph.initializer}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+
+    def source(name: str):
+        node = producer.get(name)
+        while node is not None and node.op_type == "Identity":
+            node = producer.get(node.input[0])
+        return node
+
+    softmax = source(graph.output[0].name)
+    add = source(softmax.input[0]) if softmax is not None and softmax.op_type == "Softmax" else None
+    matmul = source(add.input[0]) if add is not None and add.op_type == "Add" else None
+    if matmul is None or matmul.op_type != "MatMul":
+        raise ModelError("the model does not end in MatMul -> Add -> Softmax; its classes cannot be selected")
+    weight, bias = initializers.get(matmul.input[1]), initializers.get(add.input[1])
+    if weight is None or bias is None or len(weight.dims) != 2 or list(bias.dims) != [weight.dims[1]]:
+        raise ModelError("the classification head's weights are not constant [D, C] and [C] tensors")
+    if uses.get(weight.name) != 1 or uses.get(bias.name) != 1:
+        raise ModelError("the classification head's weights are shared with other nodes")
+    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
+    if axis not in (-1, len(graph.output[0].type.tensor_type.shape.dim) - 1):
+        raise ModelError(f"the model's softmax is over axis {axis}, not the classes")
+    count = int(weight.dims[1])
+    keep = np.asarray(classes, dtype=np.int64)
+    if keep.ndim != 1 or keep.size == 0 or keep.min() < 0 or keep.max() >= count:
+        raise ModelError(f"classes to keep must be indices below {count}")
+    for tensor, array in ((weight, numpy_helper.to_array(weight)[:, keep]),
+                          (bias, numpy_helper.to_array(bias)[keep])):
+        tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), tensor.name))
+    for value in list(graph.output) + list(graph.value_info):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[-1].HasField("dim_value") and dims[-1].dim_value == count:
+            dims[-1].dim_value = int(keep.size)
+
+
+def _load_selected(model: ModelFile, classes: Sequence[int]):
+    """The model's ONNX graph with only ``classes`` in its head (see :func:`select_classes`)."""
+    try:
+        import onnx
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ModelError("the onnx package is not installed: `pip install onnx`") from e
+    try:
+        proto = onnx.load(str(model.path))
+    except Exception as e:  # onnx raises DecodeError and friends for a bad file
+        raise ModelError(f"onnx cannot read {model.path}: {e}") from e
+    select_classes(proto, classes)
+    return proto
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime on CPU with thread counts from config, never from ``os.cpu_count()``.
+
+    With ``classes``, the model's classification head computes only those output
+    classes (:func:`select_classes`); ``self.classes`` says which.
+    """
+
+    def __init__(self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None):
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a core dependency
@@ -54,13 +135,13 @@ class OnnxRuntimeEngine:
         # largest allocation ever seen, so growth is bounded by turning it off.
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 3
+        source = str(model.path) if classes is None else _load_selected(model, classes).SerializeToString()
         try:
-            self._session = ort.InferenceSession(
-                str(model.path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own untyped errors for bad graphs
             raise ModelError(f"ONNX Runtime cannot load {model.path}: {e}") from e
         self.model = model
+        self.classes = None if classes is None else tuple(int(c) for c in classes)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
 
@@ -123,13 +204,17 @@ def resolve_engine(config, cuda: bool | None = None):
     return config.model_copy(update={"engine": engine.model_copy(update={"name": name})})
 
 
-def create_engine(model: ModelFile, config: EngineConfig) -> Engine:
-    """Build the engine the config names (``auto`` resolved) for one model file."""
+def create_engine(model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None) -> Engine:
+    """Build the engine the config names (``auto`` resolved) for one model file.
+
+    ``classes``: output classes to keep in a classification head (:func:`select_classes`);
+    None runs the model whole.
+    """
     name = resolve_engine_name(config)
     if name == "onnxruntime":
-        return OnnxRuntimeEngine(model, config)
+        return OnnxRuntimeEngine(model, config, classes)
     if name == "torch":
         from pipeline.models.torch_engine import TorchEngine
 
-        return TorchEngine(model, config)
+        return TorchEngine(model, config, classes)
     raise ModelError(f"engine {name!r} does not run ONNX models")

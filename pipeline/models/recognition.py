@@ -19,8 +19,9 @@ import numpy as np
 from pipeline.config import ClassifierConfig, RecognitionConfig
 from pipeline.errors import ModelError
 from pipeline.models.engine import Engine
+from pipeline.models.zoo import ModelFile, model_metadata
 
-__all__ = ["CHARSETS", "CTCDecoder", "crop_quad", "split_at_gaps", "padded_width", "plan_buckets", "TextRecognizer", "LineClassifier"]
+__all__ = ["CHARSETS", "CTCDecoder", "charset_classes", "crop_quad", "split_at_gaps", "padded_width", "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class CTCDecoder:
         self.space = len(self.characters) - 1
         mask = np.array([True] + [_allowed(c, allowed) for c in self.characters[1:]])
         self.disallowed = None if mask.all() else np.flatnonzero(~mask)
+        self._kept = np.flatnonzero(mask)
         self.space_gap = space_gap if space_gap and space_gap > 0 else None
         self.space_prob = space_prob if space_prob and space_prob > 0 else None
 
@@ -209,6 +211,20 @@ class CTCDecoder:
         if not chars:
             raise ModelError("recognition model has no 'character' metadata: cannot decode its output")
         return cls(chars.splitlines(), allowed, space_gap, space_prob)
+
+    def kept_classes(self) -> list[int] | None:
+        """The classes this decoder may emit (blank first, the allowed characters, space last),
+        or None when it may emit every class."""
+        return None if self.disallowed is None else self._kept.tolist()
+
+    def restricted(self, classes: Sequence[int]) -> CTCDecoder:
+        """A decoder for a model whose head outputs only ``classes`` of this one's, in that order
+        (see :func:`pipeline.models.engine.select_classes`); they must start with the blank and end
+        with the space."""
+        classes = list(classes)
+        if len(classes) < 2 or classes[0] != 0 or classes[-1] != self.space:
+            raise ValueError("kept classes must start with the blank (0) and end with the space")
+        return CTCDecoder(list(self.characters[classes[1:-1]]), "all", self.space_gap, self.space_prob)
 
     def _gap_spaces(self, row: np.ndarray, idx: np.ndarray, space_p: np.ndarray) -> np.ndarray:
         """Positions (into the emitted classes ``row[idx]``) after which a space the model did not emit goes.
@@ -267,6 +283,20 @@ class CTCDecoder:
         return results
 
 
+def charset_classes(model: ModelFile, charset: str) -> list[int] | None:
+    """The recognition model's output classes that ``recognition.charset`` lets decoding emit
+    (blank, allowed characters, space), or None for ``all``.
+
+    Passed to :func:`~pipeline.models.engine.create_engine`, the model's head
+    then computes only these: with ``latin`` 887 of 18,710 classes, which makes
+    recognition faster (see docs/benchmarks.md). Their softmax is taken over the
+    kept classes alone, so confidences are those of the restricted reading.
+    """
+    if charset == "all":
+        return None
+    return CTCDecoder.from_metadata(model_metadata(model), charset).kept_classes()
+
+
 def _resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
     h, w = crop.shape[:2]
     new_w = int(min(MAX_WIDTH, max(1, math.ceil(w * height / h))))
@@ -294,9 +324,10 @@ class TextRecognizer:
     def __init__(self, engine: Engine, config: RecognitionConfig):
         self.engine = engine
         self.config = config
-        self.decode = CTCDecoder.from_metadata(
-            engine.metadata(), config.charset, config.space_gap, config.space_prob
-        )
+        decoder = CTCDecoder.from_metadata(engine.metadata(), config.charset, config.space_gap, config.space_prob)
+        # An engine built with charset_classes() computes only the classes the charset allows.
+        classes = getattr(engine, "classes", None)
+        self.decode = decoder if classes is None else decoder.restricted(classes)
 
     def __call__(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         if not crops:

@@ -33,6 +33,7 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,14 +218,15 @@ class _Converted:
     rewrites: dict[str, int]
 
 
-_converted: dict[tuple[str, str], _Converted] = {}
+_converted: dict[tuple, _Converted] = {}
 _prepared: dict[tuple, Any] = {}
 _cache_lock = threading.Lock()
 
 
-def _convert(model: ModelFile) -> _Converted:
-    """The model converted once per process (keyed by path and sha256)."""
-    key = (str(model.path), model.sha256)
+def _convert(model: ModelFile, classes: tuple[int, ...] | None = None) -> _Converted:
+    """The model (its head cut down to ``classes``, if given) converted once per process
+    (keyed by path, sha256 and classes)."""
+    key = (str(model.path), model.sha256, classes)
     with _cache_lock:
         if key in _converted:
             return _converted[key]
@@ -233,6 +235,10 @@ def _convert(model: ModelFile) -> _Converted:
             proto = onnx.load(str(model.path))
         except Exception as e:  # onnx raises DecodeError and friends for a bad file
             raise ModelError(f"onnx cannot read {model.path}: {e}") from e
+        if classes is not None:
+            from pipeline.models.engine import select_classes
+
+            select_classes(proto, classes)
         metadata = {p.key: p.value for p in proto.metadata_props}
         rewrites = rewrite_graph(proto)
         multiples = network_stride(proto) if rewrites["same_pads"] else (1, 1)
@@ -247,9 +253,10 @@ def _convert(model: ModelFile) -> _Converted:
         return converted
 
 
-def _prepare(model: ModelFile, converted: _Converted, device: str, dtype: str, compile_: bool):
+def _prepare(model: ModelFile, converted: _Converted, device: str, dtype: str, compile_: bool,
+             classes: tuple[int, ...] | None = None):
     """The module moved to ``device`` and cast to ``dtype`` (and compiled), cached per process."""
-    key = (str(model.path), model.sha256, device, dtype, compile_)
+    key = (str(model.path), model.sha256, device, dtype, compile_, classes)
     with _cache_lock:
         if key in _prepared:
             return _prepared[key]
@@ -279,10 +286,12 @@ class TorchEngine:
             cannot be converted.
     """
 
-    def __init__(self, model: ModelFile, config: EngineConfig):
+    def __init__(self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None):
         torch = _import_torch()[0]
         self._torch = torch
         self.model = model
+        #: Output classes of a cut-down classification head (see engine.select_classes); None: all.
+        self.classes = None if classes is None else tuple(int(c) for c in classes)
         self.device = resolve_device(config)
         if self.device.startswith("cuda"):
             if not torch.cuda.is_available():
@@ -307,10 +316,10 @@ class TorchEngine:
             # TF32 convolutions would drift from ONNX Runtime by ~1e-3; float32 means float32.
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        converted = _convert(model)
+        converted = _convert(model, self.classes)
         self._metadata = converted.metadata
         self.multiples = converted.multiples
-        self._module = _prepare(model, converted, self.device, self.dtype, config.compile)
+        self._module = _prepare(model, converted, self.device, self.dtype, config.compile, self.classes)
         #: On a GPU, recognition sizes batches by padded pixels only (see TextRecognizer).
         self.batch_by_pixels = self._cuda
 

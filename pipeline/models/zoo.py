@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.errors import ModelError
 
-__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "files_sha256", "resolve_model"]
+__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "files_sha256", "model_metadata", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +91,27 @@ def resolve_model(name: str, model_dir: str | os.PathLike | None = None) -> Mode
     if expected is None:
         log.warning("model %s is not a known Folio model; using it with sha256 %s", path, digest)
     return ModelFile(name=name, path=path, sha256=digest)
+
+
+_metadata_cache: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def model_metadata(model: ModelFile) -> dict[str, str]:
+    """The custom metadata stored in an ONNX model file (PP-OCR keeps the charset there), read
+    without building an inference session; cached per file and sha256."""
+    key = (str(model.path), model.sha256)
+    with _hash_lock:
+        if key in _metadata_cache:
+            return dict(_metadata_cache[key])
+    try:
+        import onnx
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ModelError("the onnx package is not installed: `pip install onnx`") from e
+    try:
+        proto = onnx.load(str(model.path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and friends for a bad file
+        raise ModelError(f"onnx cannot read {model.path}: {e}") from e
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    with _hash_lock:
+        _metadata_cache[key] = metadata
+    return dict(metadata)
