@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
-from pipeline.models.zoo import ModelFile
+from pipeline.models.zoo import ModelFile, load_onnx
 
 __all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "resolve_engine", "resolve_engine_name", "select_classes"]
 
@@ -100,20 +100,6 @@ def select_classes(model, classes: Sequence[int]) -> None:
             dims[-1].dim_value = int(keep.size)
 
 
-def _load_selected(model: ModelFile, classes: Sequence[int]):
-    """The model's ONNX graph with only ``classes`` in its head (see :func:`select_classes`)."""
-    try:
-        import onnx
-    except ImportError as e:  # pragma: no cover - a core dependency
-        raise ModelError("the onnx package is not installed: `pip install onnx`") from e
-    try:
-        proto = onnx.load(str(model.path))
-    except Exception as e:  # onnx raises DecodeError and friends for a bad file
-        raise ModelError(f"onnx cannot read {model.path}: {e}") from e
-    select_classes(proto, classes)
-    return proto
-
-
 class OnnxRuntimeEngine:
     """ONNX Runtime on CPU with thread counts from config, never from ``os.cpu_count()``.
 
@@ -135,7 +121,11 @@ class OnnxRuntimeEngine:
         # largest allocation ever seen, so growth is bounded by turning it off.
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 3
-        source = str(model.path) if classes is None else _load_selected(model, classes).SerializeToString()
+        source = str(model.path)
+        if classes is not None:  # the graph with only these classes in its head, from memory
+            proto = load_onnx(model)
+            select_classes(proto, classes)
+            source = proto.SerializeToString()
         try:
             self._session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own untyped errors for bad graphs

@@ -41,7 +41,7 @@ import numpy as np
 
 from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
-from pipeline.models.zoo import ModelFile
+from pipeline.models.zoo import ModelFile, load_onnx
 
 __all__ = ["TorchEngine", "rewrite_graph", "network_stride", "resolve_device", "resolve_dtype", "torch_available"]
 
@@ -230,11 +230,8 @@ def _convert(model: ModelFile, classes: tuple[int, ...] | None = None) -> _Conve
     with _cache_lock:
         if key in _converted:
             return _converted[key]
-        torch, onnx, convert = _import_torch()
-        try:
-            proto = onnx.load(str(model.path))
-        except Exception as e:  # onnx raises DecodeError and friends for a bad file
-            raise ModelError(f"onnx cannot read {model.path}: {e}") from e
+        convert = _import_torch()[2]
+        proto = load_onnx(model)
         if classes is not None:
             from pipeline.models.engine import select_classes
 

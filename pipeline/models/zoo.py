@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pipeline.errors import ModelError
 
-__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "files_sha256", "model_metadata", "resolve_model"]
+__all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "files_sha256", "load_onnx", "model_metadata",
+           "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,22 @@ def resolve_model(name: str, model_dir: str | os.PathLike | None = None) -> Mode
 _metadata_cache: dict[tuple[str, str], dict[str, str]] = {}
 
 
+def load_onnx(model: ModelFile):
+    """The model file's ``onnx.ModelProto`` (to read or edit; the engines run their own copy).
+
+    Raises:
+        ModelError: the onnx package is missing or cannot read the file.
+    """
+    try:
+        import onnx
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ModelError("the onnx package is not installed: `pip install onnx`") from e
+    try:
+        return onnx.load(str(model.path))
+    except Exception as e:  # onnx raises DecodeError and friends for a bad file
+        raise ModelError(f"onnx cannot read {model.path}: {e}") from e
+
+
 def model_metadata(model: ModelFile) -> dict[str, str]:
     """The custom metadata stored in an ONNX model file (PP-OCR keeps the charset there), read
     without building an inference session; cached per file and sha256."""
@@ -103,15 +120,7 @@ def model_metadata(model: ModelFile) -> dict[str, str]:
     with _hash_lock:
         if key in _metadata_cache:
             return dict(_metadata_cache[key])
-    try:
-        import onnx
-    except ImportError as e:  # pragma: no cover - a core dependency
-        raise ModelError("the onnx package is not installed: `pip install onnx`") from e
-    try:
-        proto = onnx.load(str(model.path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and friends for a bad file
-        raise ModelError(f"onnx cannot read {model.path}: {e}") from e
-    metadata = {p.key: p.value for p in proto.metadata_props}
+    metadata = {p.key: p.value for p in load_onnx(model).metadata_props}
     with _hash_lock:
         _metadata_cache[key] = metadata
     return dict(metadata)
