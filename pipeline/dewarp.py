@@ -732,32 +732,35 @@ class Dewarper:
                     notes.append("text lines vertical but orientation is off")
         if candidates:
             rotation, skew = candidates[0]
-        if (candidates and self.recognize is not None and cfg.orientation
-                and not (len(candidates) == 1 and self._clearly_upright(image, ink, a, h_ro, (wr, hr), candidates[0], ch))):
-            best, scored, first_lines = None, False, 0
-            for rank, (rot, sk) in enumerate(candidates):
-                score = self._reading_score(image, ink, a, self._frame(h_ro, (wr, hr), rot, sk)[0], h_ro, ch)
-                if score is None:
-                    continue
-                up, down, n_lines = score
-                if rank == 0:
-                    first_lines = n_lines
-                elif n_lines < 0.5 * first_lines:
-                    # far fewer text lines across this direction: a few vertical labels (a form number
-                    # printed up the margin) read well, but the page's text does not run this way
-                    continue
-                scored = True
-                # the profile's first choice, upright, wins ties; anything else must win by the margin
-                for value, r in ((up - (cfg.orientation_margin if rank else 0.0), rot),
-                                 (down - cfg.orientation_margin, (rot + 180) % 360)):
-                    if best is None or value > best[0]:
-                        best = (value, r, sk)
-            if not scored:
-                notes.append("no text lines to check which way up")
-            elif best[0] < 0.5:
-                notes.append("text lines read poorly every way up: orientation left as measured")
-            else:
-                rotation, skew = best[1], best[2]
+        if candidates and self.recognize is not None and cfg.orientation:
+            # the lines each candidate frame would check, found once for the classifier and the reading
+            found = [self._check_crops(image, ink, a, self._frame(h_ro, (wr, hr), rot, sk)[0], h_ro, ch)
+                     for rot, sk in candidates]
+            if not (len(candidates) == 1 and self._clearly_upright(found[0])):
+                best, scored, first_lines = None, False, 0
+                for rank, ((rot, sk), lines) in enumerate(zip(candidates, found)):
+                    score = self._reading_score(lines)
+                    if score is None:
+                        continue
+                    up, down, n_lines = score
+                    if rank == 0:
+                        first_lines = n_lines
+                    elif n_lines < 0.5 * first_lines:
+                        # far fewer text lines across this direction: a few vertical labels (a form number
+                        # printed up the margin) read well, but the page's text does not run this way
+                        continue
+                    scored = True
+                    # the profile's first choice, upright, wins ties; anything else must win by the margin
+                    for value, r in ((up - (cfg.orientation_margin if rank else 0.0), rot),
+                                     (down - cfg.orientation_margin, (rot + 180) % 360)):
+                        if best is None or value > best[0]:
+                            best = (value, r, sk)
+                if not scored:
+                    notes.append("no text lines to check which way up")
+                elif best[0] < 0.5:
+                    notes.append("text lines read poorly every way up: orientation left as measured")
+                else:
+                    rotation, skew = best[1], best[2]
         # U frame: R turned by -(rotation + skew) degrees counterclockwise
         m_ur, (wu, hu) = self._frame(h_ro, (wr, hr), rotation, skew)
         # 3. curl, measured on the upright ink
@@ -791,16 +794,14 @@ class Dewarper:
         ink_u = cv2.warpAffine(ink, m, (max(1, wu), max(1, hu)), flags=cv2.INTER_NEAREST)
         return ink_u
 
-    def _clearly_upright(self, image, ink, a, h_ro, size_r, candidate, ch) -> bool:
-        """Whether the line classifier finds the lines of the one candidate frame upright beyond doubt.
+    def _clearly_upright(self, found: tuple[list[np.ndarray], int] | None) -> bool:
+        """Whether the line classifier finds the lines of the one candidate frame (``_check_crops``)
+        upright beyond doubt.
 
         Reading lines both ways up is most of dewarping's time on a flat scan;
         this spares it on pages the classifier is sure of. Anything less than
         sure goes to the recognition check, which alone may turn a page."""
-        if self.upside_down is None:
-            return False
-        found = self._check_crops(image, ink, a, self._frame(h_ro, size_r, *candidate)[0], h_ro, ch)
-        if found is None or len(found[0]) < 2:
+        if self.upside_down is None or found is None or len(found[0]) < 2:
             return False
         return float(np.mean(self.upside_down(found[0]))) < UPRIGHT_MAX_P
 
@@ -838,12 +839,12 @@ class Dewarper:
             return None
         return crops, n_lines
 
-    def _reading_score(self, image, ink, a, m_ur, h_ro, ch) -> tuple[float, float, int] | None:
-        """Mean recognition confidence of a few long lines of the U frame read upright and upside down.
+    def _reading_score(self, found: tuple[list[np.ndarray], int] | None) -> tuple[float, float, int] | None:
+        """Mean recognition confidence of a few long lines of a U frame (``_check_crops``) read upright
+        and upside down.
 
         Returns ``(upright, upside_down, lines)``, ``lines`` the number of text-line
         blobs the frame has (how much of the page's text runs this way)."""
-        found = self._check_crops(image, ink, a, m_ur, h_ro, ch)
         if found is None:
             return None
         crops, n_lines = found
