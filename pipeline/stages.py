@@ -163,11 +163,11 @@ class OcrStage:
         if config.dewarp.enabled:
             from pipeline.dewarp import Dewarper
 
-            orientation = (
-                LineClassifier(create_engine(files["orientation"], config.engine), config.classifier)
-                if "orientation" in files
-                else None
-            )
+            orientation = None
+            if "orientation" in files:  # the same model as the line classifier: one engine when both are on
+                orientation = self.classifier or LineClassifier(
+                    create_engine(files["orientation"], config.engine), config.classifier
+                )
             self.dewarper = Dewarper(config.dewarp, self.recognizer, orientation.upside_down if orientation else None)
 
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
