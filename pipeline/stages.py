@@ -150,9 +150,11 @@ class OcrStage:
         self.models = files
         self.detector = TextDetector(create_engine(files["detection"], config.engine), config.detection)
         rec = files["recognition"]
-        # With a restricted charset the model's head computes only the classes it allows.
+        # With a restricted charset the model's head computes only the classes it allows, and the
+        # engine returns each frame's best class rather than every class's probability.
         self.recognizer = TextRecognizer(
-            create_engine(rec, config.engine, charset_classes(rec, config.recognition.charset)), config.recognition
+            create_engine(rec, config.engine, charset_classes(rec, config.recognition.charset), best_class=True),
+            config.recognition,
         )
         self.classifier = (
             LineClassifier(create_engine(files["classifier"], config.engine), config.classifier)

@@ -220,6 +220,59 @@ def test_select_classes_cuts_the_head_to_the_kept_classes():
         select_classes(headless, keep)
 
 
+def test_append_best_class_outputs_what_decoding_reads_of_the_full_output():
+    """The graph's best class, its probability and the last class's probability equal numpy's
+    argmax (first index on a tie), max and last column of the full output, with or without a cut head."""
+    import onnxruntime as ort
+
+    from pipeline.errors import ModelError
+    from pipeline.models.engine import BEST_CLASS_OUTPUTS, append_best_class, select_classes
+
+    def run(model, x):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+    x = np.random.default_rng(5).normal(size=(3, 7, 4)).astype(np.float32)
+    x[0, 0] = 0.0  # logits = bias alone in this frame; and a frame where two classes tie:
+    tie = _head_model()
+    w = tie.graph.initializer[0]
+    from onnx import numpy_helper
+
+    weights = numpy_helper.to_array(w).copy()
+    weights[:, 4] = weights[:, 1]
+    w.CopyFrom(numpy_helper.from_array(weights, "w"))
+    b = numpy_helper.to_array(tie.graph.initializer[1]).copy()
+    b[4] = b[1] = b.max() + 5.0
+    tie.graph.initializer[1].CopyFrom(numpy_helper.from_array(b, "b"))
+    for model, keep in ((_head_model(), None), (_head_model(), [0, 2, 3, 5]), (tie, None)):
+        if keep is not None:
+            select_classes(model, keep)
+        [full] = run(model, x)
+        append_best_class(model)
+        assert [o.name for o in model.graph.output] == list(BEST_CLASS_OUTPUTS)
+        best, best_p, last_p = run(model, x)
+        assert best.dtype == np.int64 and best.shape == best_p.shape == last_p.shape == (3, 7)
+        np.testing.assert_array_equal(best, full.argmax(axis=2))
+        np.testing.assert_array_equal(best_p, full.max(axis=2))
+        np.testing.assert_array_equal(last_p, full[:, :, -1])
+    assert (best[0] == 1).all()  # the tie between classes 1 and 4 goes to the first, as in numpy
+    flat = _head_model()
+    flat.graph.output[0].type.tensor_type.shape.dim.pop()
+    with pytest.raises(ModelError, match="classes"):
+        append_best_class(flat)
+
+
+def test_ctc_decode_best_reads_as_the_full_probabilities_read():
+    rng = np.random.default_rng(6)
+    probs = rng.dirichlet(np.full(5, 0.3), size=(4, 30)).astype(np.float32)
+    decoder = CTCDecoder(["a", "b", "c"], space_prob=0.1)
+    best = probs.argmax(axis=2)
+    assert decoder.decode_best(best, probs.max(axis=2), probs[:, :, 4]) == decoder(probs)
+    with pytest.raises(ValueError, match="out of range"):
+        decoder.decode_best(best + 5, probs.max(axis=2), probs[:, :, 4])
+    with pytest.raises(ValueError, match=r"\(N, T\)"):
+        decoder.decode_best(best[:, :3], probs.max(axis=2), probs[:, :, 4])
+
+
 @pytest.mark.skipif(not DEJAVU.is_file(), reason="DejaVuSans.ttf is not installed")
 def test_a_restricted_charset_runs_a_cut_recognition_head():
     """recognition.charset=latin builds the model with only the latin classes in its head, and a
@@ -236,6 +289,7 @@ def test_a_restricted_charset_runs_a_cut_recognition_head():
     whole = create_stage(load_config(overrides={"recognition.charset": "all"}, environ={})).recognizer
     latin = create_stage(load_config(overrides={"recognition.charset": "latin"}, environ={})).recognizer
     assert whole.engine.classes is None
+    assert whole.engine.best_class and latin.engine.best_class  # the stage's engines return best classes
     assert latin.engine.classes is not None and 100 < len(latin.engine.classes) < 2000
     assert len(latin.decode.characters) == len(latin.engine.classes)
     assert latin(crops)[0][0] == whole(crops)[0][0] == "Invoice No. 4711 total EUR 128.50"

@@ -101,6 +101,25 @@ def test_a_cut_recognition_head_matches_onnxruntime_and_decodes_the_same():
     assert [t for t, _ in decoder(got)] == [t for t, _ in decoder(expected)]
 
 
+def test_best_class_engines_return_what_the_full_output_decodes_to():
+    """best_class (the stage's recognition engines): the best class, its probability and the space's
+    probability per frame, as the engine's own full output holds them, in both engines; the decoder reads
+    them as it reads the full output."""
+    model = resolve_model(REC)
+    batch = _line_batch(["Total 1,234.50", "INVOICE", "Folio"], 48, 320)
+    decoder = CTCDecoder.from_metadata(OnnxRuntimeEngine(model, ORT).metadata())
+    for engine_type, config in ((OnnxRuntimeEngine, ORT), (TorchEngine, TORCH_CPU)):
+        full, reduced = engine_type(model, config), engine_type(model, config, best_class=True)
+        assert reduced.best_class and not full.best_class
+        probs = full(batch)
+        best, best_p, space_p = reduced(batch)
+        assert best.shape == best_p.shape == space_p.shape == probs.shape[:2]
+        np.testing.assert_array_equal(best, probs.argmax(axis=2))
+        np.testing.assert_allclose(best_p, probs.max(axis=2), rtol=1e-6)
+        np.testing.assert_allclose(space_p, probs[:, :, -1], rtol=1e-6, atol=1e-9)
+        assert decoder.decode_best(best, best_p, space_p) == decoder(probs)
+
+
 def test_classifier_matches_onnxruntime(engines):
     batch = _line_batch(["upright", "line", "of", "text"], 48, 192)
     batch[2:] = batch[2:, :, ::-1, ::-1]  # two upside down

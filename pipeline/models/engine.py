@@ -21,7 +21,7 @@ from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
 from pipeline.models.zoo import ModelFile, load_onnx
 
-__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "resolve_engine", "resolve_engine_name", "select_classes"]
+__all__ = ["Engine", "OnnxRuntimeEngine", "append_best_class", "create_engine", "resolve_engine", "resolve_engine_name", "select_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,13 @@ class Engine(Protocol):
     model: ModelFile
     #: The output classes a cut-down classification head computes (see :func:`select_classes`); None: all.
     classes: tuple[int, ...] | None
+    #: True: the engine returns each frame's best class instead of every class's probability (see
+    #: :func:`append_best_class`).
+    best_class: bool
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        """Run the model on one float32 NCHW batch and return its first output."""
+    def __call__(self, inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the model on one float32 NCHW batch and return its first output; with ``best_class``,
+        the ``(best, best_prob, last_prob)`` arrays :func:`append_best_class` describes."""
 
     def metadata(self) -> dict[str, str]:
         """Custom metadata stored in the model (PP-OCR keeps the charset there)."""
@@ -100,14 +104,67 @@ def select_classes(model, classes: Sequence[int]) -> None:
             dims[-1].dim_value = int(keep.size)
 
 
+#: Names of the outputs :func:`append_best_class` gives a graph, in order.
+BEST_CLASS_OUTPUTS = ("folio_best_class", "folio_best_prob", "folio_last_prob")
+
+
+def append_best_class(model) -> None:
+    """Make a per-frame classifier output, per frame, its best class instead of every class's probability.
+
+    PP-OCR's recognition model outputs ``(N, T, C)`` probabilities: with the
+    multilingual charset, 18,710 floats per frame, of which greedy CTC decoding
+    reads three: the best class, its probability, and the probability of the
+    last class (the space). Taking them inside the graph keeps the full array
+    from being copied out of the runtime (and, on a GPU, off the device) and
+    scanned again in numpy. The graph's outputs become
+    :data:`BEST_CLASS_OUTPUTS`: ``(N, T)`` int64 best class (the first, on a
+    tie, as ``numpy.argmax``), ``(N, T)`` its probability, ``(N, T)`` the last
+    class's probability. The values are those the full output holds, bit for bit.
+
+    Raises:
+        ModelError: the first output is not a ``(N, T, C)`` tensor with a fixed ``C``.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    probs = graph.output[0]
+    dims = probs.type.tensor_type.shape.dim
+    if len(dims) != 3 or not dims[2].HasField("dim_value"):
+        raise ModelError("the model's output is not (N, T, classes) with a fixed class count")
+    last = int(dims[2].dim_value) - 1
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    graph.initializer.append(numpy_helper.from_array(np.array(last, np.int64), "folio_last_class"))
+    if opset >= 18:  # ReduceMax takes its axes as an input from opset 18
+        graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "folio_class_axis"))
+        reduce_max = helper.make_node("ReduceMax", [probs.name, "folio_class_axis"], [BEST_CLASS_OUTPUTS[1]], keepdims=0)
+    else:
+        reduce_max = helper.make_node("ReduceMax", [probs.name], [BEST_CLASS_OUTPUTS[1]], axes=[2], keepdims=0)
+    graph.node.extend([
+        helper.make_node("ArgMax", [probs.name], [BEST_CLASS_OUTPUTS[0]], axis=2, keepdims=0),
+        reduce_max,
+        helper.make_node("Gather", [probs.name, "folio_last_class"], [BEST_CLASS_OUTPUTS[2]], axis=2),
+    ])
+    elem = probs.type.tensor_type.elem_type
+    frames = [dims[0], dims[1]]
+    outputs = []
+    for name, kind in zip(BEST_CLASS_OUTPUTS, (TensorProto.INT64, elem, elem)):
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in frames]
+        outputs.append(helper.make_tensor_value_info(name, kind, shape))
+    del graph.output[:]
+    graph.output.extend(outputs)
+
+
 class OnnxRuntimeEngine:
     """ONNX Runtime on CPU with thread counts from config, never from ``os.cpu_count()``.
 
     With ``classes``, the model's classification head computes only those output
-    classes (:func:`select_classes`); ``self.classes`` says which.
+    classes (:func:`select_classes`); ``self.classes`` says which. With
+    ``best_class``, it returns each frame's best class (:func:`append_best_class`).
     """
 
-    def __init__(self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None):
+    def __init__(
+        self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None, best_class: bool = False
+    ):
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a core dependency
@@ -122,9 +179,12 @@ class OnnxRuntimeEngine:
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 3
         source = str(model.path)
-        if classes is not None:  # the graph with only these classes in its head, from memory
+        if classes is not None or best_class:  # the graph changed in memory
             proto = load_onnx(model)
-            select_classes(proto, classes)
+            if classes is not None:  # only these classes in its head
+                select_classes(proto, classes)
+            if best_class:
+                append_best_class(proto)
             source = proto.SerializeToString()
         try:
             self._session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
@@ -132,14 +192,16 @@ class OnnxRuntimeEngine:
             raise ModelError(f"ONNX Runtime cannot load {model.path}: {e}") from e
         self.model = model
         self.classes = None if classes is None else tuple(int(c) for c in classes)
+        self.best_class = best_class
         self._input = self._session.get_inputs()[0].name
-        self._output = self._session.get_outputs()[0].name
+        self._outputs = list(BEST_CLASS_OUTPUTS) if best_class else [self._session.get_outputs()[0].name]
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         if inputs.dtype != np.float32 or inputs.ndim != 4:
             raise ValueError(f"expected a float32 NCHW array, got {inputs.dtype} of shape {inputs.shape}")
         try:
-            return self._session.run([self._output], {self._input: inputs})[0]
+            outputs = self._session.run(self._outputs, {self._input: inputs})
+            return tuple(outputs) if self.best_class else outputs[0]
         except Exception as e:
             raise OcrError(f"{self.model.name} failed on input of shape {inputs.shape}: {e}") from e
 
@@ -194,17 +256,24 @@ def resolve_engine(config, cuda: bool | None = None):
     return config.model_copy(update={"engine": engine.model_copy(update={"name": name})})
 
 
-def create_engine(model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None) -> Engine:
+def create_engine(
+    model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None, best_class: bool = False
+) -> Engine:
     """Build the engine the config names (``auto`` resolved) for one model file.
 
-    ``classes``: output classes to keep in a classification head (:func:`select_classes`);
-    None runs the model whole.
+    Args:
+        model: the model file.
+        config: the ``engine`` settings.
+        classes: output classes to keep in a classification head (:func:`select_classes`);
+            None runs the model whole.
+        best_class: return each frame's best class, its probability and the last class's
+            probability instead of the ``(N, T, C)`` probabilities (:func:`append_best_class`).
     """
     name = resolve_engine_name(config)
     if name == "onnxruntime":
-        return OnnxRuntimeEngine(model, config, classes)
+        return OnnxRuntimeEngine(model, config, classes, best_class)
     if name == "torch":
         from pipeline.models.torch_engine import TorchEngine
 
-        return TorchEngine(model, config, classes)
+        return TorchEngine(model, config, classes, best_class)
     raise ModelError(f"engine {name!r} does not run ONNX models")

@@ -267,17 +267,31 @@ class CTCDecoder:
             probs[:, :, self.disallowed] = 0.0
         best = probs.argmax(axis=2)
         best_p = np.take_along_axis(probs, best[..., None], axis=2)[..., 0]
+        return self.decode_best(best, best_p, probs[:, :, self.space])
+
+    def decode_best(self, best: np.ndarray, best_p: np.ndarray, space_p: np.ndarray) -> list[tuple[str, float]]:
+        """Decode each frame's best class, its probability and the space class's probability, all (N, T),
+        into ``(text, confidence)`` per row: what :meth:`__call__` reads of the full probabilities, and what
+        an engine built with ``best_class`` returns (:func:`~pipeline.models.engine.append_best_class`).
+
+        The best classes must already respect the charset (a cut head, or :meth:`__call__`'s mask).
+        """
+        if not (best.ndim == 2 and best.shape == best_p.shape == space_p.shape):
+            raise ValueError(f"expected three (N, T) arrays, got {best.shape}, {best_p.shape}, {space_p.shape}")
+        if best.size and (best.min() < 0 or best.max() >= len(self.characters)):
+            raise ValueError(f"class index out of range for a {len(self.characters)}-class decoder: "
+                             "charset and model do not match")
         keep = best != 0
         keep[:, 1:] &= best[:, 1:] != best[:, :-1]
         results = []
-        for row, mask, p, space_p in zip(best, keep, best_p, probs[:, :, self.space]):
+        for row, mask, p, row_space_p in zip(best, keep, best_p, space_p):
             idx = row[mask]
             if idx.size == 0:
                 results.append(("", 0.0))
                 continue
             chars = list(self.characters[idx])
             if (self.space_gap is not None or self.space_prob is not None) and idx.size > 1:
-                for k in self._gap_spaces(row, np.flatnonzero(mask), space_p)[::-1]:
+                for k in self._gap_spaces(row, np.flatnonzero(mask), row_space_p)[::-1]:
                     chars.insert(int(k) + 1, " ")
             results.append(("".join(chars), float(p[mask].mean())))
         return results
@@ -328,6 +342,13 @@ class TextRecognizer:
         # An engine built with charset_classes() computes only the classes the charset allows.
         classes = getattr(engine, "classes", None)
         self.decode = decoder if classes is None else decoder.restricted(classes)
+        # An engine built with best_class returns each frame's best class, not every class's probability.
+        self.best_class = bool(getattr(engine, "best_class", False))
+        if self.best_class and self.decode.disallowed is not None:
+            raise ModelError(
+                f"recognition.charset={config.charset} needs the engine's head cut to the charset "
+                "(create_engine(..., classes=charset_classes(...))) when it returns best classes"
+            )
 
     def __call__(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         if not crops:
@@ -346,8 +367,8 @@ class TextRecognizer:
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         for batch in batches:
             width = padded_width(resized[batch[0]].shape[1], self.config.min_width, self.config.width_step)
-            probs = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
-            for i, res in zip(batch, self.decode(probs)):
+            out = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
+            for i, res in zip(batch, self.decode.decode_best(*out) if self.best_class else self.decode(out)):
                 results[i] = res
         return results
 

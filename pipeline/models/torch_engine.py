@@ -283,12 +283,17 @@ class TorchEngine:
             cannot be converted.
     """
 
-    def __init__(self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None):
+    def __init__(
+        self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None, best_class: bool = False
+    ):
         torch = _import_torch()[0]
         self._torch = torch
         self.model = model
         #: Output classes of a cut-down classification head (see engine.select_classes); None: all.
         self.classes = None if classes is None else tuple(int(c) for c in classes)
+        #: Return each frame's best class, its probability and the last class's probability
+        #: (engine.append_best_class), reduced on the device before the copy to the host.
+        self.best_class = best_class
         self.device = resolve_device(config)
         if self.device.startswith("cuda"):
             if not torch.cuda.is_available():
@@ -333,7 +338,7 @@ class TorchEngine:
                 "pages to multiples of 32 and recognition crops to multiples of recognition.width_step)"
             )
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.check_input(inputs)
         torch = self._torch
         try:
@@ -345,15 +350,28 @@ class TorchEngine:
                 out = self._module(x)
                 if isinstance(out, (tuple, list)):
                     out = out[0]
-                out = out.float()
-                if self._cuda:
-                    host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
-                    host.copy_(out, non_blocking=True)
-                    torch.cuda.current_stream(torch.device(self.device)).synchronize()
-                    out = host
-                return out.numpy()
+                if not self.best_class:
+                    return self._to_host(out.float())[0]
+                if out.ndim != 3:
+                    raise ModelError(f"{self.model.name}: best_class needs (N, T, classes) output, got {tuple(out.shape)}")
+                best_prob, best = out.max(dim=2)  # on a tie the first class, as numpy.argmax
+                best, best_prob, last_prob = self._to_host(best, best_prob.float(), out[..., -1].float())
+                return best, best_prob, last_prob
         except RuntimeError as e:  # torch reports shape errors and CUDA out-of-memory as RuntimeError
             raise OcrError(f"{self.model.name} failed on input of shape {inputs.shape}: {e}") from e
+
+    def _to_host(self, *tensors) -> list[np.ndarray]:
+        """The tensors as numpy arrays; from a GPU through pinned buffers, one synchronisation for all."""
+        if not self._cuda:
+            return [t.contiguous().numpy() for t in tensors]
+        torch = self._torch
+        hosts = []
+        for t in tensors:
+            host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            host.copy_(t, non_blocking=True)
+            hosts.append(host)
+        torch.cuda.current_stream(torch.device(self.device)).synchronize()
+        return [h.numpy() for h in hosts]
 
     def metadata(self) -> dict[str, str]:
         return dict(self._metadata)
