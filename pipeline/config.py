@@ -223,7 +223,12 @@ class EngineConfig(_Section):
         "slow first call per input shape.",
     )
     intra_op_threads: int = Field(
-        2, ge=1, description="Threads inside one operator. Set it from the cores each worker owns."
+        1,
+        ge=1,
+        description="Threads inside one operator of one batch. A process runs runner.ocr_threads batches at "
+        "once, so it uses up to runner.ocr_threads x this many cores; set the product from the cores each "
+        "worker owns (on CPU, batches in parallel beat threads inside operators: 21% more pages/s on 2 cores, "
+        "see docs/benchmarks.md).",
     )
     inter_op_threads: int = Field(1, ge=1, description="Operators run in parallel.")
     model_dir: str | None = Field(
@@ -252,6 +257,13 @@ class TesseractConfig(_Section):
 
 class RunnerConfig(_Section):
     batch_pages: int = Field(4, ge=1, description="Pages per OCR batch (recognition is batched across them).")
+    ocr_threads: int = Field(
+        2,
+        ge=1,
+        description="OCR batches one process runs at once (the local runner, and each Ray OCR actor), in "
+        "threads sharing one copy of the models; each uses engine.intra_op_threads cores. Results do not "
+        "depend on it; pages in memory grow with it (ocr_threads x batch_pages).",
+    )
     flush_documents: int = Field(
         64, ge=1, description="Documents buffered before a Parquet file is written (bounds what a crash can lose)."
     )
@@ -268,7 +280,9 @@ class RayConfig(_Section):
     )
     ocr_actors: int = Field(1, ge=1, description="Most OCR actors (each loads the models once).")
     ocr_num_cpus: float = Field(
-        1.0, gt=0, description="CPUs reserved per OCR actor; match engine.intra_op_threads on CPU workers."
+        1.0, gt=0, description="CPUs reserved per OCR actor (a reservation for Ray's scheduler; the actor computes on up to "
+        "runner.ocr_threads x engine.intra_op_threads cores). Keep ocr_actors x this below the node's CPUs, so "
+        "decode tasks can be scheduled."
     )
     ocr_num_gpus: float | None = Field(
         None, ge=0, description="GPUs per OCR actor; default: 1 when the cluster has GPUs, else 0."

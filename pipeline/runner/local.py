@@ -2,7 +2,9 @@
 
 For each planned document: read the bytes, hash them (``doc_id``), skip it if
 the destination already holds it under the same config fingerprint, decode its
-pages, OCR them in batches that span documents, assemble rows, and flush
+pages, OCR them in batches that span documents (``runner.ocr_threads`` batches
+at once, in threads sharing one copy of the models, while the next pages are
+decoded; a page's result does not depend on its batch), assemble rows, and flush
 Parquet shards every ``runner.flush_documents`` documents. A failure that
 belongs to one document (corrupt file, over a limit, unreadable) becomes its
 ``status=error`` row; the run goes on.
@@ -10,9 +12,11 @@ belongs to one document (corrupt file, over a limit, unreadable) becomes its
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from pipeline.config import FolioConfig
 from pipeline.models.engine import resolve_engine
@@ -60,6 +64,15 @@ def run_local(
                                   redo_before=redo_before, run_id=run_id)
     ocr: OcrRecords | None = None  # models load only when there is a page to OCR
     pending: list[dict] = []
+    threads = config.runner.ocr_threads
+    # Batches in flight, oldest first; their results are added in the order the batches were made.
+    in_flight: collections.deque[Future] = collections.deque()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="folio-ocr") if threads > 1 else None
+
+    def collect(block_while: int) -> None:
+        while len(in_flight) > block_while or (in_flight and in_flight[0].done()):
+            for record in in_flight.popleft().result():
+                assembler.add(record)
 
     def run_ocr() -> None:
         nonlocal ocr, pending
@@ -68,8 +81,13 @@ def run_local(
         if ocr is None:
             ocr = OcrRecords(config, stage_factory)
         batch, pending = pending, []
-        for record in ocr.process(batch):
-            assembler.add(record)
+        if pool is None:
+            for record in ocr.process(batch):
+                assembler.add(record)
+            return
+        # Keep at most `threads` batches in flight: decoded pages wait in `pending`, not in a queue.
+        collect(block_while=threads - 1)
+        in_flight.append(pool.submit(ocr.process, batch))
 
     storages: dict[bool, object] = {}
     try:
@@ -82,8 +100,12 @@ def run_local(
                         run_ocr()
                 else:
                     assembler.add(record)
+            collect(block_while=threads)
         run_ocr()
+        collect(block_while=0)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         assembler.progress.close()
     summary = assembler.close(source if isinstance(source, str) else None)
     log.info(

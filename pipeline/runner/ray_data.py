@@ -188,7 +188,12 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
         batch_size=config.runner.batch_pages,
         batch_format="pyarrow",
         # Ray Data restarts dead actors and retries their batches without limit by default.
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=rc.ocr_actors),
+        # Each actor runs runner.ocr_threads batches at once in threads sharing its models, as the
+        # local runner does.
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1, max_size=rc.ocr_actors, max_concurrent_calls_per_actor=config.runner.ocr_threads,
+            enable_true_multi_threading=config.runner.ocr_threads > 1,
+        ),
         num_cpus=rc.ocr_num_cpus,
         num_gpus=gpus,
     )
