@@ -185,3 +185,40 @@ def test_ray_sampler_counts_only_while_a_run_is_on():
     assert 0 < driver["first"] <= driver["peak"]
     assert driver["samples"] == taken
     assert len(driver["tenth_peaks"]) == 10 and max(driver["tenth_peaks"]) == driver["peak"]
+
+
+def test_a_page_run_alone_waits_for_running_batches_and_holds_off_new_ones():
+    """OCR actors run runner.ocr_threads batches at once, but a page isolated after a crash runs with
+    nothing else in the process, so an innocent neighbour cannot die with a poisonous page and be counted."""
+    from pipeline.runner.common import SharedOrAlone
+
+    gate = SharedOrAlone()
+    events: list[str] = []
+    batch_may_end = threading.Event()
+
+    def batch(name: str, wait: threading.Event | None = None) -> None:
+        with gate.shared():
+            events.append(f"{name} start")
+            if wait is not None:
+                wait.wait(5)
+            events.append(f"{name} end")
+
+    def alone() -> None:
+        with gate.alone():
+            events.append("alone")
+
+    first = threading.Thread(target=batch, args=("b1", batch_may_end))
+    first.start()
+    while "b1 start" not in events:
+        time.sleep(0.01)
+    solo = threading.Thread(target=alone)
+    solo.start()
+    time.sleep(0.1)
+    later = threading.Thread(target=batch, args=("b2",))  # arrives while the solo run waits
+    later.start()
+    time.sleep(0.1)
+    assert events == ["b1 start"]  # the solo run waits for b1; b2 waits behind the solo run
+    batch_may_end.set()
+    for t in (first, solo, later):
+        t.join(5)
+    assert events == ["b1 start", "b1 end", "alone", "b2 start", "b2 end"]

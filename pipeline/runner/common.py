@@ -23,8 +23,10 @@ import fnmatch
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,6 +245,51 @@ def read_document(
     yield doc
 
 
+class SharedOrAlone:
+    """Batches share an OCR process (``runner.ocr_threads``); a page run alone to isolate a crash has it
+    to itself.
+
+    When an actor dies, every batch it was running comes back, innocent ones too.
+    Their pages are then run one at a time, and each such solo run counts towards
+    ``ray.max_page_attempts``: were a poisonous page's solo run to overlap an
+    innocent page's, the innocent page would die with it and be counted, and
+    could end as a ``worker_lost`` row it did not cause. Solo runs wait until
+    no batch is running and keep new batches waiting meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone and not self._waiting_alone)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def alone(self):
+        with self._cond:
+            self._waiting_alone += 1
+            self._cond.wait_for(lambda: not self._alone and not self._shared)
+            self._waiting_alone -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+
 class OcrRecords:
     """Run an OCR stage over the ``page`` records of a batch; other records pass through.
 
@@ -265,6 +312,7 @@ class OcrRecords:
         self.stage = stage_factory(config)
         self.attempts = attempts
         self.max_page_attempts = config.ray.max_page_attempts
+        self._isolation = SharedOrAlone()
 
     def process(self, records: list[dict]) -> list[dict]:
         pages = [r for r in records if r["kind"] == "page"]
@@ -323,24 +371,29 @@ class OcrRecords:
             log.warning("page-attempts actor unavailable (%s); running the batch without isolation", e)
             return self.process(records)
         if max(tries) <= 1:
-            out = self.process(records)
+            with self._isolation.shared():
+                out = self.process(records)
             self.attempts.end.remote(keys)
             return out
         log.warning("a batch of %d pages is back after its OCR worker died: running its pages one by one", len(pages))
         out = [r for r in records if r["kind"] != "page"]
         for record, key in zip(pages, keys):
-            try:
-                solo = ray.get(self.attempts.begin.remote([key], "solo"), timeout=60)[0]
-            except (ray.exceptions.RayError, TimeoutError):
-                solo = 1
-            if solo > self.max_page_attempts:
-                error = WorkerLost(f"the OCR worker died on this page {solo - 1} times (killed for memory?)")
-                log.error("page %s: %s", key, error)
-                record.update(kind="page_result", image=None, image_bytes=None, status="error", lines=[], text="",
-                              error_code=error.code, error_message=error.message)
-                out.append(record)
-            else:
-                out.extend(self.process([record]))
+            with self._isolation.alone():  # counted and run with nothing else in this process
+                try:
+                    solo = ray.get(self.attempts.begin.remote([key], "solo"), timeout=60)[0]
+                except (ray.exceptions.RayError, TimeoutError):
+                    solo = 1
+                if solo > self.max_page_attempts:
+                    error = WorkerLost(f"the OCR worker died on this page {solo - 1} times (killed for memory?)")
+                    log.error("page %s: %s", key, error)
+                    record.update(kind="page_result", image=None, image_bytes=None, status="error", lines=[],
+                                  text="", error_code=error.code, error_message=error.message)
+                    out.append(record)
+                else:
+                    out.extend(self.process([record]))
+                    # It read alone without killing the actor: innocent. Should a later page of this
+                    # batch kill the actor, this one's rerun must not count towards giving up on it.
+                    self.attempts.end.remote([key])
         self.attempts.end.remote(keys)
         return out
 
