@@ -100,7 +100,8 @@ class FolioSystem(System):
 
 
 class RapidOcrSystem(System):
-    """RapidOCR 3.x with its defaults; threads set like Folio's for a fair comparison."""
+    """RapidOCR 3.x with its defaults; as many ONNX Runtime threads as cores Folio computes on
+    (``runner.ocr_threads x engine.intra_op_threads``), for a fair comparison."""
 
     name = "rapidocr"
 
@@ -109,7 +110,7 @@ class RapidOcrSystem(System):
             from rapidocr import RapidOCR
         except ImportError as e:  # pragma: no cover
             raise RuntimeError("the rapidocr package is not installed: pip install rapidocr") from e
-        threads = config.engine.intra_op_threads
+        threads = config.runner.ocr_threads * config.engine.intra_op_threads
         self.engine = RapidOCR(
             params={
                 "EngineConfig.onnxruntime.intra_op_num_threads": threads,

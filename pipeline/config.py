@@ -223,12 +223,11 @@ class EngineConfig(_Section):
         "slow first call per input shape.",
     )
     intra_op_threads: int = Field(
-        1,
+        2,
         ge=1,
         description="Threads inside one operator of one batch. A process runs runner.ocr_threads batches at "
-        "once, so it uses up to runner.ocr_threads x this many cores; set the product from the cores each "
-        "worker owns (on CPU, batches in parallel beat threads inside operators: 21% more pages/s on 2 cores, "
-        "see docs/benchmarks.md).",
+        "once, so it computes on up to runner.ocr_threads x this many cores; set the product from the cores "
+        "each worker owns.",
     )
     inter_op_threads: int = Field(1, ge=1, description="Operators run in parallel.")
     model_dir: str | None = Field(
@@ -258,11 +257,13 @@ class TesseractConfig(_Section):
 class RunnerConfig(_Section):
     batch_pages: int = Field(4, ge=1, description="Pages per OCR batch (recognition is batched across them).")
     ocr_threads: int = Field(
-        2,
+        1,
         ge=1,
         description="OCR batches one process runs at once (the local runner, and each Ray OCR actor), in "
-        "threads sharing one copy of the models; each uses engine.intra_op_threads cores. Results do not "
-        "depend on it; pages in memory grow with it (ocr_threads x batch_pages).",
+        "threads sharing one copy of the models, each with engine.intra_op_threads threads. Results do not "
+        "depend on it; memory grows with it (ocr_threads x batch_pages pages in flight). Meant for GPU workers, "
+        "where one batch's CPU work can overlap another's GPU work; on 2 idle CPU cores 2 threads x 1 "
+        "intra-op thread ran at the speed of 1 x 2, with 450 MiB more (docs/benchmarks.md).",
     )
     flush_documents: int = Field(
         64, ge=1, description="Documents buffered before a Parquet file is written (bounds what a crash can lose)."

@@ -251,7 +251,10 @@ def test_a_page_that_kills_its_worker_every_time_becomes_an_error_row(scans, tmp
         (src / p.name).write_bytes(p.read_bytes())
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (*POISON_SHAPE, 3), dtype=np.uint8)).save(src / "poison.png")
-    config = _worker_config("tests.plugins.faulty:oom_on_poison", **{"ray.max_page_attempts": 2})
+    # Two batches at once per actor: the poisonous page also kills the batch beside it, whose pages
+    # must still end ok (each is rerun alone, see SharedOrAlone).
+    config = _worker_config("tests.plugins.faulty:oom_on_poison", **{"ray.max_page_attempts": 2,
+                                                                   "runner.ocr_threads": 2})
     t0 = time.monotonic()
     summary = run_ray(str(src), str(tmp_path / "out"), config, progress=False)
     assert time.monotonic() - t0 < 300

@@ -82,10 +82,10 @@ def test_damaged_pages_are_read_with_low_cer(damaged_docs, tmp_path):
 
 
 def test_ocr_threads_do_not_change_the_rows(clean_docs, clean_run, tmp_path):
-    """Batches OCR'd in two threads (the default) give the rows of a one-after-the-other run."""
+    """Batches OCR'd in two threads at once give the rows of the default one-after-the-other run."""
     dest, code, _ = clean_run
     assert code == EXIT_OK
-    code, out = _run(str(clean_docs), str(tmp_path / "serial"), "--quiet", "--set", "runner.ocr_threads=1", "--set",
+    code, out = _run(str(clean_docs), str(tmp_path / "threads"), "--quiet", "--set", "runner.ocr_threads=2", "--set",
                      "runner.batch_pages=1")
     assert code == EXIT_OK, out
 
@@ -93,7 +93,7 @@ def test_ocr_threads_do_not_change_the_rows(clean_docs, clean_run, tmp_path):
         return {(r["doc_id"], r["page_index"]): (r["status"], r["text"], [(l["text"], l["polygon"]) for l in r["lines"]])
                 for r in _read(d, "pages")}
 
-    threaded, serial = rows(dest), rows(tmp_path / "serial")
+    serial, threaded = rows(dest), rows(tmp_path / "threads")
     assert len(threaded) == 4 and threaded == serial
 
 
