@@ -281,9 +281,11 @@ class RayConfig(_Section):
     )
     ocr_actors: int = Field(1, ge=1, description="Most OCR actors (each loads the models once).")
     ocr_num_cpus: float = Field(
-        1.0, gt=0, description="CPUs reserved per OCR actor (a reservation for Ray's scheduler; the actor computes on up to "
-        "runner.ocr_threads x engine.intra_op_threads cores). Keep ocr_actors x this below the node's CPUs, so "
-        "decode tasks can be scheduled."
+        1.0,
+        gt=0,
+        description="CPUs reserved per OCR actor (a reservation for Ray's scheduler; the actor computes on up "
+        "to runner.ocr_threads x engine.intra_op_threads cores). Keep ocr_actors x this below the node's CPUs, "
+        "so decode tasks can be scheduled.",
     )
     ocr_num_gpus: float | None = Field(
         None, ge=0, description="GPUs per OCR actor; default: 1 when the cluster has GPUs, else 0."

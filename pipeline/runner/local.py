@@ -2,9 +2,10 @@
 
 For each planned document: read the bytes, hash them (``doc_id``), skip it if
 the destination already holds it under the same config fingerprint, decode its
-pages, OCR them in batches that span documents (``runner.ocr_threads`` batches
-at once, in threads sharing one copy of the models, while the next pages are
-decoded; a page's result does not depend on its batch), assemble rows, and flush
+pages, OCR them in batches that span documents (with ``runner.ocr_threads``
+above 1, that many batches at once in threads sharing one copy of the models,
+while the next pages are decoded; a page's result does not depend on its
+batch), assemble rows, and flush
 Parquet shards every ``runner.flush_documents`` documents. A failure that
 belongs to one document (corrupt file, over a limit, unreadable) becomes its
 ``status=error`` row; the run goes on.
