@@ -109,7 +109,7 @@ BEST_CLASS_OUTPUTS = ("folio_best_class", "folio_best_prob", "folio_last_prob")
 
 
 def append_best_class(model) -> None:
-    """Make a per-frame classifier output, per frame, its best class instead of every class's probability.
+    """Make a graph whose output is each frame's class probabilities output each frame's best class instead.
 
     PP-OCR's recognition model outputs ``(N, T, C)`` probabilities: with the
     multilingual charset, 18,710 floats per frame, of which greedy CTC decoding
