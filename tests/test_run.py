@@ -222,8 +222,10 @@ def test_tesseract_engine_writes_the_same_tables(clean_docs, tmp_path):
     assert page["line_count"] > 10 and all(len(l["polygon"]) == 4 for l in page["lines"])
 
 
-def test_a_run_that_dies_midway_is_completed_by_a_rerun(clean_docs, tmp_path):
-    """Shards already written survive a crash; the rerun skips them and writes each document once."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_run_that_dies_midway_is_completed_by_a_rerun(clean_docs, tmp_path, threads):
+    """Shards already written survive a crash (raised in an OCR thread too); the rerun skips them and
+    writes each document once."""
     from pipeline.config import load_config
     from pipeline.runner.local import run_local
     from pipeline.stages import OcrStage
@@ -237,7 +239,8 @@ def test_a_run_that_dies_midway_is_completed_by_a_rerun(clean_docs, tmp_path):
                 raise RuntimeError("injected crash")
             return super().__call__(batch)
 
-    config = load_config(overrides={"runner.flush_documents": 1, "runner.batch_pages": 1}, environ={})
+    config = load_config(overrides={"runner.flush_documents": 1, "runner.batch_pages": 1,
+                                    "runner.ocr_threads": threads}, environ={})
     dest = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected"):
         run_local(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",), stage_factory=DiesOnThirdBatch)
