@@ -69,6 +69,14 @@ def test_ray_and_local_runners_write_the_same_rows(inputs, tmp_path, local_ray):
     # resume works the same way
     again = run_ray(str(inputs), str(tmp_path / "ray"), config, progress=False)
     assert again.skipped == distributed.documents and again.documents == 0
+    # a run leaves no actor of its own behind (a long-lived driver makes many runs)
+    from ray._private import state
+
+    deadline = time.monotonic() + 30
+    while (alive := [a for a in state.actors().values()
+                     if a["ActorClassName"] == "PageAttempts" and a["State"] != "DEAD"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive == []
 
 
 def test_no_decode_task_reads_more_than_docs_per_task_documents():

@@ -197,6 +197,11 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
         num_cpus=rc.ocr_num_cpus,
         num_gpus=gpus,
     )
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        for row in batch.drop_columns(["image_bytes"]).to_pylist():
-            assembler.add(dict(RECORD_FIELDS) | row)
+    try:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            for row in batch.drop_columns(["image_bytes"]).to_pylist():
+                assembler.add(dict(RECORD_FIELDS) | row)
+    finally:
+        # The counts are this run's; left alive, every run a long-lived driver (a Prefect worker,
+        # a notebook) makes would leave one more actor behind.
+        ray.kill(attempts)
