@@ -319,13 +319,20 @@ def _bench_worker(args: dict) -> dict:
         result["ray_workers_peak_rss_mb"] = sampler.peak_mb
         result["ray_workers_peak_private_mb"] = sampler.private_peak_mb
         result["ray_memory_by_role_mb"] = sampler.summary()
+        result["models_loaded_in_timing"] = True
+        result["cpu_seconds_by_role"] = sampler.cpu_summary()
     elif system_name == "folio":
         # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet.
         from pipeline.runner.local import run_local
         from pipeline.stages import create_stage
         from pipeline.types import DocumentRef
 
-        stage = create_stage(config)  # loaded once, outside the timing, like the peers' models
+        # Against the peers, the models load once, outside the timing, like the peers' models. Against
+        # the Ray runner (`models_in_run`), each timed run loads them itself, as `folio run` does and as
+        # every Ray run does in its actors: what is left between the two is Ray's own cost.
+        models_in_run = bool(args.get("models_in_run"))
+        result["models_loaded_in_timing"] = models_in_run
+        stage = create_stage(config)
         if samples:
             cache: dict = {}
             warm = _load_page(samples[0], config, cache)[0]
@@ -338,15 +345,19 @@ def _bench_worker(args: dict) -> dict:
         gpu = _GpuSampler.for_config(config)
         if gpu is not None:
             gpu.start()
+        cpu: list[float] = []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as dest:
-                t0 = time.perf_counter()
-                run_local(refs, dest, config, force=True, progress=False, stage_factory=lambda c: stage)
+                factory = create_stage if models_in_run else (lambda c: stage)
+                c0, t0 = time.process_time(), time.perf_counter()
+                run_local(refs, dest, config, force=True, progress=False, stage_factory=factory)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 texts = _texts_from_output(dest)
         if gpu is not None:
             result.update(gpu.stop())
         result.update(_runner_scores(samples, texts))
+        result["cpu_seconds_by_role"] = {"driver": statistics.median(cpu)}
     else:
         system = make_system(system_name, config)
         cache: dict = {}
@@ -485,7 +496,8 @@ class _GpuSampler:
 
 
 class _RaySampler:
-    """Memory of the Ray processes this benchmark started, sampled from /proc twice a second (Linux).
+    """Memory and CPU time of the Ray processes this benchmark started, read from /proc twice a
+    second (Linux).
 
     Only descendants of this process count (Ray's workers are children of the
     raylet this driver started), so other Ray jobs on the machine do not
@@ -493,17 +505,23 @@ class _RaySampler:
     ``driver``): the peak and median RssAnon (the process's own memory; VmHWM
     also counts object-store pages a worker has mapped, shared with every
     other reader) and the peaks over the first and last quarters of the run,
-    which show whether memory grows with the run's length.
+    which show whether memory grows with the run's length. Per run and role,
+    also ``ray`` (Ray's own processes): the CPU seconds used (:meth:`cpu_summary`).
     """
 
     def __init__(self):
-        import os
         import threading
 
         self.root = os.getpid()
         self.peak_mb = 0.0
         self.private_peak_mb = 0.0
         self.series: dict[str, list[float]] = {}
+        # CPU seconds per role, one dict per run; per process, the reading taken as the run began
+        # (none for a process started during the run) and the latest one.
+        self.cpu_runs: list[dict[str, float]] = []
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_last: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._active = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -513,44 +531,75 @@ class _RaySampler:
 
     def resume(self) -> None:
         """Sample from now on (a run starts)."""
+        with self._lock:
+            self._cpu_start = {pid: p["cpu"] for pid, p in self._scan().items()}
+            self._cpu_last = {}
         self._active.set()
 
     def pause(self) -> None:
-        """Stop sampling until :meth:`resume` (a run has ended)."""
+        """Stop sampling until :meth:`resume` (a run has ended), and add up the run's CPU seconds."""
         self._active.clear()
+        with self._lock:
+            self._cpu_last.update((pid, (p["role"], p["cpu"])) for pid, p in self._scan().items())
+            run: dict[str, float] = {}
+            for pid, (role, seconds) in self._cpu_last.items():
+                run[role] = run.get(role, 0.0) + seconds - self._cpu_start.get(pid, 0.0)
+            self.cpu_runs.append(run)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
+    def _scan(self) -> dict[int, dict]:
+        """This process and its descendants: pid -> role, RssAnon and VmHWM (MiB), CPU seconds (user +
+        system). Roles: ``driver``, ``ocr``, ``decode`` (decode tasks and idle workers), ``ray``."""
+        parents, found = {}, {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                stat = (proc / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                status = dict(l.split(":", 1) for l in (proc / "status").read_text().splitlines() if ":" in l)
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                pid = int(proc.name)
+                parents[pid] = int(fields[1])
+                found[pid] = {
+                    "cmd": cmd, "cpu": (int(fields[11]) + int(fields[12])) / tick,
+                    "anon": int(status.get("RssAnon", "0 kB").split()[0]) / 1024,
+                    "hwm": int(status.get("VmHWM", "0 kB").split()[0]) / 1024,
+                }
+            except (OSError, ValueError, IndexError):
+                continue
+        out = {}
+        for pid, p in found.items():
+            if pid == self.root:
+                p["role"] = "driver"
+            elif self._descends(pid, parents):
+                cmd = p["cmd"]
+                p["role"] = ("ray" if not cmd.startswith("ray::") else "ocr" if "OcrRecords" in cmd
+                             else "decode" if ("decode" in cmd or "IDLE" in cmd) else "ray")
+            else:
+                continue
+            out[pid] = p
+        return out
+
     def _run(self) -> None:
         while not self._stop.wait(0.5):
             if not self._active.is_set():
                 continue
-            parents, info = {}, {}
-            for status in Path("/proc").glob("[0-9]*/status"):
-                try:
-                    fields = dict(l.split(":", 1) for l in status.read_text().splitlines() if ":" in l)
-                    pid = int(status.parent.name)
-                    parents[pid] = int(fields["PPid"])
-                    cmd = (status.parent / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-                    info[pid] = (cmd, int(fields.get("RssAnon", "0 kB").split()[0]) / 1024,
-                                 int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
-                except (OSError, ValueError, KeyError):
-                    continue
+            with self._lock:
+                procs = self._scan()
+                if self._active.is_set():
+                    self._cpu_last.update((pid, (p["role"], p["cpu"])) for pid, p in procs.items())
             sample: dict[str, float] = {}
-            for pid, (cmd, anon, hwm) in info.items():
-                if pid == self.root:
-                    role = "driver"
-                elif cmd.startswith("ray::") and self._descends(pid, parents):
-                    role = "ocr" if "OcrRecords" in cmd else "decode" if ("decode" in cmd or "IDLE" in cmd) else None
-                    if role is None:
-                        continue
-                    self.peak_mb = max(self.peak_mb, hwm)
-                    self.private_peak_mb = max(self.private_peak_mb, anon)
-                else:
+            for pid, p in procs.items():
+                role = p["role"]
+                if role == "ray":
                     continue
-                sample[role] = max(sample.get(role, 0.0), anon)
+                if role != "driver":
+                    self.peak_mb = max(self.peak_mb, p["hwm"])
+                    self.private_peak_mb = max(self.private_peak_mb, p["anon"])
+                sample[role] = max(sample.get(role, 0.0), p["anon"])
             for role, mb in sample.items():
                 self.series.setdefault(role, []).append(mb)
 
@@ -562,6 +611,14 @@ class _RaySampler:
             if pid <= 1:
                 return False
         return False
+
+    def cpu_summary(self) -> dict[str, float]:
+        """Per role, the median over the runs of the CPU seconds (user + system) it used during a run:
+        ``driver`` (this process), ``decode`` and ``ocr`` (Ray workers), ``ray`` (Ray's own processes:
+        GCS, raylet, Ray Data's and the run's bookkeeping actors). A process that ended during a run
+        counts up to its last sample, taken at most 0.5 s before it ended."""
+        roles = sorted({role for run in self.cpu_runs for role in run})
+        return {role: statistics.median(run.get(role, 0.0) for run in self.cpu_runs) for role in roles}
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per role: ``first`` (the first sample: what the process held as the run began), ``peak``,
@@ -651,6 +708,8 @@ def bench(
         args = {
             "system": system, "path": str(path), "format": fmt, "limit": limit, "repeat": repeat,
             "config": config_path, "overrides": overrides or {}, "tesseract_processes": tesseract_processes,
+            # Timed against the Ray runner, the local runner loads its models in each run too.
+            "models_in_run": "folio-ray" in systems,
         }
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline.benchmark", json.dumps(args)], capture_output=True, text=True, check=False
@@ -726,6 +785,25 @@ def bench_markdown(report: dict) -> str:
             if tenths:
                 lines += ["", "Peak of each tenth of the run, in order:", ""]
                 lines += [f"- {role}: {' '.join(f'{v:.0f}' for v in values)}" for role, values in tenths]
+    timed_cold = [r["system"] for r in report["results"] if r.get("models_loaded_in_timing")]
+    if timed_cold:
+        others = "; the other systems load theirs before the timing" if len(timed_cold) < len(report["results"]) else ""
+        lines.append(f"\n{' and '.join(timed_cold)}: each timed run loads its models (in the OCR actors on Ray), "
+                     f"as `folio run` does{others}.")
+    cpu_rows = [r for r in report["results"] if r.get("cpu_seconds_by_role")]
+    if any(r["system"] == "folio-ray" for r in cpu_rows):  # where the runners' costs are compared
+        roles = [role for role in ("driver", "decode", "ocr", "ray")
+                 if any(role in r["cpu_seconds_by_role"] for r in cpu_rows)]
+        lines += ["", "CPU seconds (user + system) per run, median over the repeats, by process: the "
+                  "driver (the benchmark process; the local runner does all its work there), Ray's decode "
+                  "tasks and OCR actors, and Ray's own processes (GCS, raylet, Ray Data's and the run's "
+                  "bookkeeping actors).", "",
+                  f"| system | {' | '.join(roles)} | total | wall (s) |", "|---|" + "---|" * (len(roles) + 2)]
+        for r in cpu_rows:
+            by_role = r["cpu_seconds_by_role"]
+            cells = [f"{by_role[role]:.1f}" if role in by_role else "" for role in roles]
+            wall = statistics.median(r["seconds"]) if r.get("seconds") else float("nan")
+            lines.append(f"| {r['system']} | {' | '.join(cells)} | {sum(by_role.values()):.1f} | {wall:.1f} |")
     for r in report["results"]:
         if r.get("gpu_name"):
             util = r.get("gpu_util_mean_pct")

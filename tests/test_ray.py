@@ -167,7 +167,14 @@ def test_bench_times_the_ray_runner_against_the_local_one(inputs, tmp_path):
     assert systems["folio"]["pages"] == systems["folio-ray"]["pages"] == 2
     assert systems["folio-ray"]["ray_workers_peak_rss_mb"] > 100
     assert report["ratios"]["folio-ray/folio pages_per_s"] > 0
-    assert "folio-ray/folio pages_per_s" in md.read_text()
+    # both runners load their models inside the timing, so what differs is Ray's own cost
+    assert systems["folio"]["models_loaded_in_timing"] and systems["folio-ray"]["models_loaded_in_timing"]
+    cpu = systems["folio-ray"]["cpu_seconds_by_role"]
+    assert cpu["ocr"] > 0.5 and cpu["ray"] > 0 and cpu["driver"] > 0
+    assert cpu["ocr"] > cpu["decode"]
+    assert systems["folio"]["cpu_seconds_by_role"]["driver"] > 0.5
+    text = md.read_text()
+    assert "folio-ray/folio pages_per_s" in text and "| system | driver | decode | ocr | ray |" in text
 
 
 def test_ray_sampler_counts_only_while_a_run_is_on():
@@ -182,6 +189,9 @@ def test_ray_sampler_counts_only_while_a_run_is_on():
     time.sleep(1.2)
     assert sampler.series == {}
     sampler.resume()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # CPU time the driver's role must show
+        pass
     time.sleep(1.2)
     sampler.pause()
     time.sleep(0.2)  # a sample taken as pause() ran is the last
@@ -193,6 +203,9 @@ def test_ray_sampler_counts_only_while_a_run_is_on():
     assert 0 < driver["first"] <= driver["peak"]
     assert driver["samples"] == taken
     assert len(driver["tenth_peaks"]) == 10 and max(driver["tenth_peaks"]) == driver["peak"]
+    # one run's CPU seconds; resume() took its starting point, so the work before it does not count
+    assert len(sampler.cpu_runs) == 1
+    assert 0.25 <= sampler.cpu_summary()["driver"] < 1.5
 
 
 def test_a_page_run_alone_waits_for_running_batches_and_holds_off_new_ones():
