@@ -41,7 +41,8 @@ from pipeline.datasets import GtPage, read_dataset
 from pipeline.decode import open_document
 from pipeline.evaluate import PageScore, score_page, summarize
 
-__all__ = ["System", "make_system", "null_stage", "evaluate", "detect_format", "bench", "cuda_problem", "SYSTEMS"]
+__all__ = ["System", "make_system", "null_stage", "evaluate", "detect_format", "bench", "merge_runs", "cuda_problem",
+           "SYSTEMS"]
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def _bench_worker(args: dict) -> dict:
     system_name = args["system"]
     repeat = args["repeat"]
     times: list[float] = []
-    result: dict = {"system": system_name, "pages": len(samples)}
+    result: dict = {"system": system_name, "pages": len(samples), "started": time.time()}
     if system_name == "folio-ray":
         # The Ray runner end to end on a local Ray: decode tasks, OCR actor pool, driver assembly.
         # Ray itself is started before the timing (a cluster is up before a job); actor start-up
@@ -697,26 +698,37 @@ def bench(
 ) -> dict:
     """Time each system on the same pages, each in a fresh subprocess, one after the other.
 
+    The repeats are interleaved: round ``i`` runs every system once, in turn, each
+    in its own subprocess, so a machine that slows down or speeds up during the
+    benchmark (shared hosts drift by several percent an hour) weighs on every
+    system alike instead of on whichever ran last; see :func:`merge_runs`.
+
     Returns:
         ``{"machine": ..., "path": ..., "results": [per-system dicts], "ratios": {...}}``.
     """
-    results = []
+    names = []
     for system in systems:
         if system == "tesseract" and shutil.which("tesseract") is None:
             log.warning("bench: tesseract not installed, skipped")
             continue
-        args = {
-            "system": system, "path": str(path), "format": fmt, "limit": limit, "repeat": repeat,
-            "config": config_path, "overrides": overrides or {}, "tesseract_processes": tesseract_processes,
-            # Timed against the Ray runner, the local runner loads its models in each run too.
-            "models_in_run": "folio-ray" in systems,
-        }
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline.benchmark", json.dumps(args)], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench worker for {system} failed:\n{proc.stderr[-3000:]}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        names.append(system)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(repeat):
+        for system in names:
+            args = {
+                "system": system, "path": str(path), "format": fmt, "limit": limit, "repeat": 1,
+                "config": config_path, "overrides": overrides or {}, "tesseract_processes": tesseract_processes,
+                # Timed against the Ray runner, the local runner loads its models in each run too.
+                "models_in_run": "folio-ray" in names,
+            }
+            proc = subprocess.run(
+                [sys.executable, "-m", "pipeline.benchmark", json.dumps(args)], capture_output=True, text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"bench worker for {system} failed:\n{proc.stderr[-3000:]}")
+            runs[system].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = [merge_runs(runs[name]) for name in names]
     by_name = {r["system"]: r for r in results}
     ratios = {}
     if "folio" in by_name:
@@ -726,6 +738,32 @@ def bench(
         if by_name.get("folio-ray", {}).get("pages_per_s"):
             ratios["folio-ray/folio pages_per_s"] = by_name["folio-ray"]["pages_per_s"] / by_name["folio"]["pages_per_s"]
     return {"machine": machine_description(), "path": str(path), "repeat": repeat, "results": results, "ratios": ratios}
+
+
+def merge_runs(runs: Sequence[dict]) -> dict:
+    """One system's result from its single-repeat runs (:func:`bench` interleaves them with the other
+    systems'): every timing, pages/s from their median; the peaks (RSS, workers', per-role memory) the
+    highest any run reached; CPU seconds per role, the median; anything else, the median run's."""
+    runs = sorted(runs, key=lambda r: statistics.median(r["seconds"]) if r.get("seconds") else 0.0)
+    out = dict(runs[(len(runs) - 1) // 2])  # the median run (the lower one of an even count)
+    out["seconds"] = [t for r in runs for t in r.get("seconds", [])]
+    out["pages_per_s"] = out["pages"] / statistics.median(out["seconds"]) if out["seconds"] else None
+    out["runs"] = len(runs)
+    out["started"] = sorted(r["started"] for r in runs if "started" in r)  # when each run's worker began
+    for key in ("peak_rss_mb", "ray_workers_peak_rss_mb", "ray_workers_peak_private_mb", "gpu_mem_peak_mb",
+                "torch_peak_allocated_mb"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = max(values)
+    cpu = [r["cpu_seconds_by_role"] for r in runs if r.get("cpu_seconds_by_role")]
+    if cpu:
+        out["cpu_seconds_by_role"] = {role: statistics.median(c.get(role, 0.0) for c in cpu)
+                                      for role in sorted({role for c in cpu for role in c})}
+    memory = [r["ray_memory_by_role_mb"] for r in runs if r.get("ray_memory_by_role_mb")]
+    if memory:  # per role, the run where it peaked highest
+        out["ray_memory_by_role_mb"] = {role: max((m[role] for m in memory if role in m), key=lambda v: v["peak"])
+                                        for role in sorted({role for m in memory for role in m})}
+    return out
 
 
 def machine_description() -> str:

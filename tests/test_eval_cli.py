@@ -41,7 +41,7 @@ def test_eval_limit_and_bad_format(synth_set):
 def test_bench_compares_folio_with_peers(synth_set, tmp_path):
     md = tmp_path / "bench.md"
     js = tmp_path / "bench.json"
-    args = ["bench", str(synth_set), "--repeat", "1", "--limit", "1", "--json", str(js), "--markdown", str(md)]
+    args = ["bench", str(synth_set), "--repeat", "2", "--limit", "1", "--json", str(js), "--markdown", str(md)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(js.read_text())
@@ -49,9 +49,30 @@ def test_bench_compares_folio_with_peers(synth_set, tmp_path):
     assert set(systems) == {"folio", "rapidocr", "tesseract"}
     for r in systems.values():
         assert r["pages"] == 1 and r["pages_per_s"] > 0 and r["peak_rss_mb"] > 50 and 0 <= r["word_f1"] <= 1
+        assert r["runs"] == 2 and len(r["seconds"]) == 2
+    # the repeats are interleaved: every system's first run comes before any system's second
+    folio, rapid, tess = (systems[name]["started"] for name in ("folio", "rapidocr", "tesseract"))
+    assert folio[0] < rapid[0] < tess[0] < folio[1] < rapid[1] < tess[1]
     assert systems["folio"]["word_f1"] > 0.9
     assert "folio/rapidocr pages_per_s" in report["ratios"]
     assert "| folio |" in md.read_text() and "Machine:" in md.read_text()
+
+
+def test_merge_runs_takes_the_median_timing_and_the_highest_peaks():
+    from pipeline.benchmark import merge_runs
+
+    def run(seconds, rss, cpu, ocr_peak, started):
+        return {"system": "folio-ray", "pages": 10, "seconds": [seconds], "pages_per_s": 10 / seconds,
+                "peak_rss_mb": rss, "word_f1": 0.5, "cpu_seconds_by_role": {"ocr": cpu, "driver": 1.0},
+                "ray_memory_by_role_mb": {"ocr": {"peak": ocr_peak, "first": 1.0}}, "started": started}
+
+    merged = merge_runs([run(30.0, 100, 50.0, 900, 3.0), run(10.0, 300, 20.0, 700, 1.0), run(20.0, 200, 30.0, 800, 2.0)])
+    assert sorted(merged["seconds"]) == [10.0, 20.0, 30.0] and merged["runs"] == 3
+    assert merged["pages_per_s"] == 10 / 20.0  # the median timing
+    assert merged["peak_rss_mb"] == 300  # the highest peak any run reached
+    assert merged["cpu_seconds_by_role"] == {"driver": 1.0, "ocr": 30.0}
+    assert merged["ray_memory_by_role_mb"]["ocr"]["peak"] == 900
+    assert merged["started"] == [1.0, 2.0, 3.0] and merged["word_f1"] == 0.5
 
 
 def test_a_bench_rerun_replaces_its_section(tmp_path):
