@@ -10,7 +10,7 @@ Three systems behind one small interface, :class:`System`:
 
 ``folio eval`` scores one system. ``folio bench`` times every system on the
 same pages, one after the other, each in a fresh subprocess so its peak RSS is
-its own, and reports the ratios Folio / peer. With ``--device cuda`` Folio runs
+its own, the repeats interleaved, and reports the ratios Folio / peer. With ``--device cuda`` Folio runs
 the torch engine on the GPU, and its result adds the GPU's utilisation (sampled
 every 200 ms through NVML, or ``nvidia-smi`` when pynvml is not installed) and
 its peak memory.
