@@ -10,10 +10,10 @@ Three systems behind one small interface, :class:`System`:
 
 ``folio eval`` scores one system. ``folio bench`` times every system on the
 same pages, one after the other, each in a fresh subprocess so its peak RSS is
-its own, the repeats interleaved, and reports the ratios Folio / peer. With ``--device cuda`` Folio runs
-the torch engine on the GPU, and its result adds the GPU's utilisation (sampled
-every 200 ms through NVML, or ``nvidia-smi`` when pynvml is not installed) and
-its peak memory.
+its own, the repeats interleaved, and reports the ratios Folio / peer. With
+``--device cuda`` Folio runs the torch engine on the GPU, and its result adds
+the GPU's utilisation (sampled every 200 ms through NVML, or ``nvidia-smi``
+when pynvml is not installed) and its peak memory.
 """
 
 from __future__ import annotations
@@ -341,6 +341,9 @@ def _bench_worker(args: dict) -> dict:
                    "image": np.array([warm, None], object)[:1]})
             for doc in cache.values():
                 doc.close()
+        # With models_in_run, only the run's own copy of the models is in memory while it is timed.
+        factory = create_stage if models_in_run else (lambda c, ready=stage: ready)
+        del stage
         files = sorted({s.image_path for s in samples})
         refs = [DocumentRef(str(f)) for f in files]
         gpu = _GpuSampler.for_config(config)
@@ -349,7 +352,6 @@ def _bench_worker(args: dict) -> dict:
         cpu: list[float] = []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as dest:
-                factory = create_stage if models_in_run else (lambda c: stage)
                 c0, t0 = time.process_time(), time.perf_counter()
                 run_local(refs, dest, config, force=True, progress=False, stage_factory=factory)
                 times.append(time.perf_counter() - t0)
