@@ -620,8 +620,7 @@ class _RaySampler:
         ``driver`` (this process), ``decode`` and ``ocr`` (Ray workers), ``ray`` (Ray's own processes:
         GCS, raylet, Ray Data's and the run's bookkeeping actors). A process that ended during a run
         counts up to its last sample, taken at most 0.5 s before it ended."""
-        roles = sorted({role for run in self.cpu_runs for role in run})
-        return {role: statistics.median(run.get(role, 0.0) for run in self.cpu_runs) for role in roles}
+        return _median_by_key(self.cpu_runs)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per role: ``first`` (the first sample: what the process held as the run began), ``peak``,
@@ -742,6 +741,12 @@ def bench(
     return {"machine": machine_description(), "path": str(path), "repeat": repeat, "results": results, "ratios": ratios}
 
 
+def _median_by_key(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per key of any of ``dicts``, the median of its values, a dict without the key counting 0."""
+    keys = sorted({key for d in dicts for key in d})
+    return {key: statistics.median(d.get(key, 0.0) for d in dicts) for key in keys}
+
+
 def merge_runs(runs: Sequence[dict]) -> dict:
     """One system's result from its single-repeat runs (:func:`bench` interleaves them with the other
     systems'): every timing, pages/s from their median; the peaks (RSS, workers', per-role memory) the
@@ -759,8 +764,7 @@ def merge_runs(runs: Sequence[dict]) -> dict:
             out[key] = max(values)
     cpu = [r["cpu_seconds_by_role"] for r in runs if r.get("cpu_seconds_by_role")]
     if cpu:
-        out["cpu_seconds_by_role"] = {role: statistics.median(c.get(role, 0.0) for c in cpu)
-                                      for role in sorted({role for c in cpu for role in c})}
+        out["cpu_seconds_by_role"] = _median_by_key(cpu)
     memory = [r["ray_memory_by_role_mb"] for r in runs if r.get("ray_memory_by_role_mb")]
     if memory:  # per role, the run where it peaked highest
         out["ray_memory_by_role_mb"] = {role: max((m[role] for m in memory if role in m), key=lambda v: v["peak"])
