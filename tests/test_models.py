@@ -1,5 +1,6 @@
 """Detection post-processing, recognition decoding and batching, reading order: known answers."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +260,51 @@ def test_append_best_class_outputs_what_decoding_reads_of_the_full_output():
     flat.graph.output[0].type.tensor_type.shape.dim.pop()
     with pytest.raises(ModelError, match="classes"):
         append_best_class(flat)
+
+
+def test_flush_denormals_zeroes_subnormal_weights_and_keeps_the_outputs():
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from pipeline.models.engine import flush_denormals
+
+    model = _head_model()
+    weights = numpy_helper.to_array(model.graph.initializer[0]).copy()
+    weights[0, :3] = [1e-40, -3e-39, 0.0]  # two subnormal float32s and a true zero
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weights, "w"))
+    x = np.random.default_rng(6).normal(size=(2, 3, 4)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(model)
+    assert flush_denormals(model) == 2
+    flushed = numpy_helper.to_array(model.graph.initializer[0])
+    assert (flushed[0, :3] == 0).all()
+    np.testing.assert_array_equal(flushed[1:], weights[1:])
+    np.testing.assert_array_equal(run(model), before)
+    assert flush_denormals(model) == 0
+
+
+def test_the_detection_engine_runs_the_shipped_model_flushed_with_the_same_output(caplog):
+    """PP-OCRv6's detection model holds subnormal weights, which cost CPU time and nothing else;
+    the engine flushes them and returns what ONNX Runtime returns on the file as it is."""
+    import onnxruntime as ort
+
+    from pipeline.models.engine import OnnxRuntimeEngine, flush_denormals
+    from pipeline.models.zoo import load_onnx
+    from pipeline.stages import model_files
+
+    config = FolioConfig()
+    det = model_files(config)["detection"]
+    assert flush_denormals(load_onnx(det)) > 100_000
+    x = np.random.default_rng(7).random((1, 3, 96, 128), dtype=np.float32)
+    plain = ort.InferenceSession(str(det.path), providers=["CPUExecutionProvider"])
+    expected = plain.run(None, {plain.get_inputs()[0].name: x})[0]
+    with caplog.at_level(logging.DEBUG, logger="pipeline.models.engine"):
+        engine = OnnxRuntimeEngine(det, config.engine)
+    assert any("subnormal weights set to zero" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(engine(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_ctc_decode_best_reads_as_the_full_probabilities_read():

@@ -231,10 +231,11 @@ def _convert(model: ModelFile, classes: tuple[int, ...] | None = None) -> _Conve
         if key in _converted:
             return _converted[key]
         convert = _import_torch()[2]
-        proto = load_onnx(model)
-        if classes is not None:
-            from pipeline.models.engine import select_classes
+        from pipeline.models.engine import flush_denormals, select_classes
 
+        proto = load_onnx(model)
+        flush_denormals(proto)  # subnormal weights are slow on a CPU, and change nothing
+        if classes is not None:
             select_classes(proto, classes)
         metadata = {p.key: p.value for p in proto.metadata_props}
         rewrites = rewrite_graph(proto)
