@@ -175,7 +175,7 @@ class OcrStage:
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         if self.classifier is not None:
             crops = self.classifier(crops)
-        return self.recognizer(crops)
+        return self.recognizer(crops, self.config.recognition.min_word_confidence)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for column in ("doc_id", "page_index", "image"):

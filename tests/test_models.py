@@ -139,6 +139,45 @@ def test_ctc_space_prob_inserts_space_the_model_nearly_emitted():
     assert CTCDecoder(["a", "b", "c"], space_prob=0.1)(probs)[0][0] == "abca"
 
 
+def test_ctc_min_word_prob_drops_words_with_an_unsure_character():
+    decoder = CTCDecoder(["a", "b", "c"])
+    seq = [1, 0, 2, 4, 3, 1, 4, 2, 2, 0, 3]  # "ab ca bc"
+    probs = _one_hot(seq)
+    probs[0, 4, 3] = 0.4  # the "c" of "ca" is unsure
+    assert decoder(probs)[0][0] == "ab ca bc"
+    [(text, conf)] = decoder(probs, min_word_prob=0.5)
+    assert text == "ab bc"
+    assert conf == pytest.approx(0.9)  # over the characters kept
+    assert decoder(probs, min_word_prob=0.3) == decoder(probs)  # nothing dropped: as without the option
+    assert decoder(probs, min_word_prob=0.95) == [("", 0.0)]  # every word dropped
+    # spaces decoding inserts separate words too, and best-class decoding reads the same
+    spaced = CTCDecoder(["a", "b", "c"], space_prob=0.1)
+    seq = [1, 0, 2, 0, 0, 3, 0, 1]  # "ab" (a near space) "ca"
+    probs = _one_hot(seq)
+    probs[0, 4, 4] = 0.3
+    probs[0, 0, 1] = 0.45
+    assert spaced(probs, min_word_prob=0.5) == [("ca", pytest.approx(0.9))]
+    best = probs.argmax(axis=2)
+    best_p = probs.max(axis=2)
+    assert spaced.decode_best(best, best_p, probs[:, :, 4], 0.5) == spaced(probs, min_word_prob=0.5)
+
+
+def test_the_stage_drops_unsure_words_but_the_dewarp_check_reads_them(monkeypatch):
+    """recognition.min_word_confidence applies to the stage's lines; the orientation check, which
+    compares whole readings both ways up, gets the recogniser's unfiltered reading."""
+    from pipeline.stages import OcrStage
+
+    config = FolioConfig.model_validate({"recognition": {"min_word_confidence": 0.7}})
+    stage = OcrStage(config)
+    seen = []
+    monkeypatch.setattr(stage.recognizer.decode, "decode_best",
+                        lambda *args: seen.append(args[3:]) or [("x", 1.0)] * len(args[0]))
+    crop = np.full((48, 200, 3), 255, np.uint8)
+    stage._recognize([crop])
+    stage.dewarper.recognize([crop])
+    assert seen == [(0.7,), (None,)]
+
+
 def test_recognition_config_space_defaults():
     from pipeline.config import RecognitionConfig
 

@@ -252,10 +252,11 @@ class CTCDecoder:
             insert |= pairs & (gaps > self.space_gap * ref) & (gaps >= SPACE_GAP_MIN_FRAMES)
         return np.flatnonzero(insert)
 
-    def __call__(self, probs: np.ndarray) -> list[tuple[str, float]]:
+    def __call__(self, probs: np.ndarray, min_word_prob: float | None = None) -> list[tuple[str, float]]:
         """Decode (N, T, C) class probabilities into ``(text, confidence)`` per row.
 
         Confidence is the mean probability of the emitted characters (0.0 for an empty string).
+        ``min_word_prob`` is :meth:`decode_best`'s.
         """
         if probs.ndim != 3 or probs.shape[2] != len(self.characters):
             raise ValueError(
@@ -267,14 +268,21 @@ class CTCDecoder:
             probs[:, :, self.disallowed] = 0.0
         best = probs.argmax(axis=2)
         best_p = np.take_along_axis(probs, best[..., None], axis=2)[..., 0]
-        return self.decode_best(best, best_p, probs[:, :, self.space])
+        return self.decode_best(best, best_p, probs[:, :, self.space], min_word_prob)
 
-    def decode_best(self, best: np.ndarray, best_p: np.ndarray, space_p: np.ndarray) -> list[tuple[str, float]]:
+    def decode_best(
+        self, best: np.ndarray, best_p: np.ndarray, space_p: np.ndarray, min_word_prob: float | None = None
+    ) -> list[tuple[str, float]]:
         """Decode each frame's best class, its probability and the space class's probability, all (N, T),
         into ``(text, confidence)`` per row: what :meth:`__call__` reads of the full probabilities, and what
         an engine built with ``best_class`` returns (:func:`~pipeline.models.engine.append_best_class`).
 
         The best classes must already respect the charset (a cut head, or :meth:`__call__`'s mask).
+
+        With ``min_word_prob``, a word (characters between spaces) with a character read at a lower
+        probability is dropped; the words left are joined by single spaces and the confidence is the
+        mean over their characters. A row with every word dropped decodes as ``("", 0.0)``; a row with
+        none dropped as it does without the option.
         """
         if not (best.ndim == 2 and best.shape == best_p.shape == space_p.shape):
             raise ValueError(f"expected three (N, T) arrays, got {best.shape}, {best_p.shape}, {space_p.shape}")
@@ -290,11 +298,34 @@ class CTCDecoder:
                 results.append(("", 0.0))
                 continue
             chars = list(self.characters[idx])
+            probs = list(p[mask])
             if (self.space_gap is not None or self.space_prob is not None) and idx.size > 1:
                 for k in self._gap_spaces(row, np.flatnonzero(mask), row_space_p)[::-1]:
                     chars.insert(int(k) + 1, " ")
+                    probs.insert(int(k) + 1, 1.0)
+            if min_word_prob:
+                kept = _sure_words(chars, probs, min_word_prob)
+                if kept is not None:
+                    results.append((" ".join("".join(c for c, _ in w) for w in kept),
+                                    float(np.mean([q for w in kept for _, q in w])) if kept else 0.0))
+                    continue
             results.append(("".join(chars), float(p[mask].mean())))
         return results
+
+
+def _sure_words(chars: list[str], probs: list[float], min_prob: float) -> list[list[tuple[str, float]]] | None:
+    """The words of a decoded line (runs of characters between spaces, each character with its
+    probability) whose every character reaches ``min_prob``; None when that is all of them."""
+    words: list[list[tuple[str, float]]] = [[]]
+    for c, q in zip(chars, probs):
+        if c == " ":
+            if words[-1]:
+                words.append([])
+        else:
+            words[-1].append((c, float(q)))
+    words = [w for w in words if w]
+    sure = [w for w in words if min(q for _, q in w) >= min_prob]
+    return None if len(sure) == len(words) else sure
 
 
 def charset_classes(model: ModelFile, charset: str) -> list[int] | None:
@@ -350,7 +381,9 @@ class TextRecognizer:
                 "(create_engine(..., classes=charset_classes(...))) when it returns best classes"
             )
 
-    def __call__(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+    def __call__(self, crops: Sequence[np.ndarray], min_word_confidence: float | None = None) -> list[tuple[str, float]]:
+        """``(text, confidence)`` per crop; with ``min_word_confidence``, words with a character read
+        less surely are left out (:meth:`CTCDecoder.decode_best`)."""
         if not crops:
             return []
         height = self.config.image_height
@@ -368,7 +401,9 @@ class TextRecognizer:
         for batch in batches:
             width = padded_width(resized[batch[0]].shape[1], self.config.min_width, self.config.width_step)
             out = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
-            for i, res in zip(batch, self.decode.decode_best(*out) if self.best_class else self.decode(out)):
+            decoded = (self.decode.decode_best(*out, min_word_confidence) if self.best_class
+                       else self.decode(out, min_word_confidence))
+            for i, res in zip(batch, decoded):
                 results[i] = res
         return results
 
