@@ -121,6 +121,20 @@ class RecognitionConfig(_Section):
         "probability are dropped from it (smudges, stamps and handwriting read as a few wrong letters; "
         "measured +0.008 word F1 on FUNSD forms, +0.002 on SROIE receipts); 0 keeps every word.",
     )
+    lexicon: str | None = Field(
+        "en",
+        description="Word lists (languages joined by +, e.g. en+fr; from the pyspellchecker package: ar de en "
+        "es eu fa fr it lv nl pt ru) that correct a word the model misread by one character: a word not in "
+        "them that one of its characters' next-best readings makes a word is read as that word (Maruscript -> "
+        "Manuscript; words with digits and of fewer than 3 letters are left alone; measured +0.005 word F1 on "
+        "FUNSD). null: no correction.",
+    )
+    lexicon_min_prob: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Least probability a character's next-best reading needs for the lexicon to try it.",
+    )
     split_gap: float = Field(
         1.0,
         ge=0,
@@ -149,6 +163,15 @@ class RecognitionConfig(_Section):
         "model's space class reaches this probability (a word space it nearly emitted; measured +0.016 word F1 "
         "on SROIE receipts, neutral to slightly positive on FUNSD); None or 0 disables.",
     )
+
+
+    @field_validator("lexicon")
+    @classmethod
+    def _known_languages(cls, value: str | None) -> str | None:
+        from pipeline.models.lexicon import parse_languages
+
+        langs = parse_languages(value)  # ValueError names the languages there are
+        return "+".join(langs) or None
 
 
 class ClassifierConfig(_Section):

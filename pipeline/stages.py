@@ -21,7 +21,14 @@ from pipeline.config import FolioConfig
 from pipeline.errors import ConfigError, FolioError, OcrError
 from pipeline.models.detection import TextDetector
 from pipeline.models.engine import create_engine
-from pipeline.models.recognition import LineClassifier, TextRecognizer, charset_classes, crop_quad, split_at_gaps
+from pipeline.models.recognition import (
+    ALTERNATIVES,
+    LineClassifier,
+    TextRecognizer,
+    charset_classes,
+    crop_quad,
+    split_at_gaps,
+)
 from pipeline.models.zoo import ModelFile, resolve_model
 from pipeline.types import TextLine
 
@@ -153,7 +160,8 @@ class OcrStage:
         # With a restricted charset the model's head computes only the classes it allows, and the
         # engine returns each frame's best class rather than every class's probability.
         self.recognizer = TextRecognizer(
-            create_engine(rec, config.engine, charset_classes(rec, config.recognition.charset), best_class=True),
+            create_engine(rec, config.engine, charset_classes(rec, config.recognition.charset), best_class=True,
+                          alternatives=ALTERNATIVES if config.recognition.lexicon else 0),
             config.recognition,
         )
         self.classifier = (
@@ -175,7 +183,7 @@ class OcrStage:
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         if self.classifier is not None:
             crops = self.classifier(crops)
-        return self.recognizer(crops, self.config.recognition.min_word_confidence)
+        return self.recognizer(crops, words=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for column in ("doc_id", "page_index", "image"):

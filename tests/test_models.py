@@ -162,9 +162,10 @@ def test_ctc_min_word_prob_drops_words_with_an_unsure_character():
     assert spaced.decode_best(best, best_p, probs[:, :, 4], 0.5) == spaced(probs, min_word_prob=0.5)
 
 
-def test_the_stage_drops_unsure_words_but_the_dewarp_check_reads_them(monkeypatch):
-    """recognition.min_word_confidence applies to the stage's lines; the orientation check, which
-    compares whole readings both ways up, gets the recogniser's unfiltered reading."""
+def test_the_stage_corrects_and_drops_words_but_the_dewarp_check_reads_them_as_they_are(monkeypatch):
+    """recognition.lexicon and min_word_confidence apply to the stage's lines; the orientation check,
+    which compares whole readings both ways up, gets the model's own reading."""
+    from pipeline.models.recognition import ALTERNATIVES
     from pipeline.stages import OcrStage
 
     config = FolioConfig.model_validate({"recognition": {"min_word_confidence": 0.7}})
@@ -175,7 +176,73 @@ def test_the_stage_drops_unsure_words_but_the_dewarp_check_reads_them(monkeypatc
     crop = np.full((48, 200, 3), 255, np.uint8)
     stage._recognize([crop])
     stage.dewarper.recognize([crop])
-    assert seen == [(0.7,), (None,)]
+    (min_word, alternatives, lexicon), dewarp_args = seen
+    assert min_word == 0.7 and lexicon.languages == ("en",)
+    assert [a.shape[2] for a in alternatives] == [ALTERNATIVES, ALTERNATIVES]
+    assert dewarp_args == (None, None, None)
+
+
+def _lexicon(*words, min_prob=0.05):
+    from pipeline.models.lexicon import Lexicon
+
+    return Lexicon(("test",), frozenset(words), min_prob)
+
+
+def test_lexicon_corrects_one_character_to_make_a_word():
+    lexicon = _lexicon("manuscript", "date", "cat", "car")
+
+    def correct(word, alts):
+        chars = list(word)
+        return lexicon.correct(chars, [0.9] * len(chars), [alts.get(i, []) for i in range(len(chars))])
+
+    assert correct("Maruscript", {2: [("n", 0.3)]}) == (list("Manuscript"), [0.9, 0.9, pytest.approx(1.0)] + [0.9] * 7)
+    fixed, probs = correct("(OATE:", {1: [("D", 0.2)], 4: [("F", 0.4)]})
+    assert "".join(fixed) == "(DATE:" and probs[1] == pytest.approx(1.0)  # punctuation kept around the word
+    assert correct("Manuscript", {2: [("x", 0.3)]}) is None  # a word already (case-insensitive)
+    assert correct("c4t", {1: [("a", 0.4)]}) is None  # holds a digit
+    assert correct("ct", {0: [("a", 0.4)]}) is None  # too short
+    assert correct("cxr", {0: [("z", 0.4)]}) is None  # no single replacement makes a word
+    # of two replacements that make words, the one the model found likelier against what it replaces
+    chars = list("cax")
+    fixed, _ = lexicon.correct(chars, [0.9, 0.9, 0.5], [[], [], [("t", 0.2), ("r", 0.3)]])
+    assert "".join(fixed) == "car"
+
+
+def test_lexicon_languages_and_the_shipped_word_lists():
+    from pipeline.config import RecognitionConfig
+    from pipeline.models.lexicon import load_lexicon, parse_languages
+
+    assert parse_languages("en+FR+en") == ("en", "fr")
+    assert parse_languages(None) == parse_languages("") == ()
+    with pytest.raises(ValueError, match="xx"):
+        parse_languages("en+xx")
+    assert RecognitionConfig(lexicon="EN").lexicon == "en"
+    assert RecognitionConfig(lexicon="").lexicon is None
+    with pytest.raises(Exception, match="no word list for xx"):
+        RecognitionConfig(lexicon="xx")
+    assert load_lexicon(None) is None
+    english = load_lexicon("en", 0.1)
+    assert "Manuscript" in english and "maruscript" not in english and english.min_prob == 0.1
+
+
+def test_ctc_lexicon_corrects_a_misread_word_from_full_and_best_class_outputs():
+    decoder = CTCDecoder(["c", "a", "t", "r"])  # 0 blank, 1 c, 2 a, 3 t, 4 r, 5 space
+    seq = [1, 0, 4, 0, 3]  # "crt"; at the r frame, "a" is the runner-up
+    probs = _one_hot(seq, classes=6)
+    probs[0, 2, 4], probs[0, 2, 2] = 0.6, 0.3
+    lexicon = _lexicon("cat")
+    assert decoder(probs)[0][0] == "crt"
+    [(text, conf)] = decoder(probs, lexicon=lexicon)
+    assert text == "cat" and conf == pytest.approx(0.9)  # the corrected character counts 0.6 + 0.3
+    assert decoder(probs, lexicon=_lexicon("cat", min_prob=0.5)) == decoder(probs)  # runner-up too unlikely
+    # the engine's best-class outputs with alternatives read the same
+    order = np.argsort(-probs, axis=2, kind="stable")
+    alternatives = (order[:, :, 1:3], np.take_along_axis(probs, order[:, :, 1:3], axis=2))
+    best, best_p = probs.argmax(axis=2), probs.max(axis=2)
+    assert decoder.decode_best(best, best_p, probs[:, :, 5], None, alternatives, lexicon) == [("cat", conf)]
+    # the word filter comes after the correction: the corrected word is sure enough to stay
+    assert decoder(probs, min_word_prob=0.7, lexicon=lexicon)[0][0] == "cat"
+    assert decoder(probs, min_word_prob=0.7)[0][0] == ""
 
 
 def test_recognition_config_space_defaults():
@@ -266,7 +333,7 @@ def test_append_best_class_outputs_what_decoding_reads_of_the_full_output():
     import onnxruntime as ort
 
     from pipeline.errors import ModelError
-    from pipeline.models.engine import BEST_CLASS_OUTPUTS, append_best_class, select_classes
+    from pipeline.models.engine import ALTERNATIVE_OUTPUTS, BEST_CLASS_OUTPUTS, append_best_class, select_classes
 
     def run(model, x):
         return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
@@ -283,10 +350,13 @@ def test_append_best_class_outputs_what_decoding_reads_of_the_full_output():
     b = numpy_helper.to_array(tie.graph.initializer[1]).copy()
     b[4] = b[1] = b.max() + 5.0
     tie.graph.initializer[1].CopyFrom(numpy_helper.from_array(b, "b"))
+    import copy
+
     for model, keep in ((_head_model(), None), (_head_model(), [0, 2, 3, 5]), (tie, None)):
         if keep is not None:
             select_classes(model, keep)
         [full] = run(model, x)
+        with_alternatives = copy.deepcopy(model)
         append_best_class(model)
         assert [o.name for o in model.graph.output] == list(BEST_CLASS_OUTPUTS)
         best, best_p, last_p = run(model, x)
@@ -294,7 +364,19 @@ def test_append_best_class_outputs_what_decoding_reads_of_the_full_output():
         np.testing.assert_array_equal(best, full.argmax(axis=2))
         np.testing.assert_array_equal(best_p, full.max(axis=2))
         np.testing.assert_array_equal(last_p, full[:, :, -1])
+        # with alternatives, one TopK gives the same three and the next classes by falling probability
+        append_best_class(with_alternatives, alternatives=2)
+        assert [o.name for o in with_alternatives.graph.output] == list(BEST_CLASS_OUTPUTS + ALTERNATIVE_OUTPUTS)
+        best2, best_p2, last_p2, alt, alt_p = run(with_alternatives, x)
+        for a, b in ((best2, best), (best_p2, best_p), (last_p2, last_p)):
+            np.testing.assert_array_equal(a, b)
+        order = np.argsort(-full, axis=2, kind="stable")  # on a tie the lower class first
+        np.testing.assert_array_equal(alt, order[:, :, 1:3])
+        np.testing.assert_array_equal(alt_p, np.take_along_axis(full, order[:, :, 1:3], axis=2))
     assert (best[0] == 1).all()  # the tie between classes 1 and 4 goes to the first, as in numpy
+    assert (alt[0, :, 0] == 4).all()  # and the other is the first alternative
+    with pytest.raises(ModelError, match="alternatives"):
+        append_best_class(_head_model(), alternatives=6)
     flat = _head_model()
     flat.graph.output[0].type.tensor_type.shape.dim.pop()
     with pytest.raises(ModelError, match="classes"):

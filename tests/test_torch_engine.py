@@ -118,6 +118,14 @@ def test_best_class_engines_return_what_the_full_output_decodes_to():
         np.testing.assert_allclose(best_p, probs.max(axis=2), rtol=1e-6)
         np.testing.assert_allclose(space_p, probs[:, :, -1], rtol=1e-6, atol=1e-9)
         assert decoder.decode_best(best, best_p, space_p) == decoder(probs)
+        # with alternatives: each frame's next classes by falling probability, after the best
+        alternates = engine_type(model, config, best_class=True, alternatives=3)
+        assert alternates.alternatives == 3
+        best2, _, _, alt_class, alt_p = alternates(batch)
+        np.testing.assert_array_equal(best2, best)
+        assert alt_class.shape == alt_p.shape == (*probs.shape[:2], 3)
+        np.testing.assert_allclose(alt_p, -np.sort(-probs, axis=2)[:, :, 1:4], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(np.take_along_axis(probs, alt_class, axis=2), alt_p, rtol=1e-6, atol=1e-9)
 
 
 def test_classifier_matches_onnxruntime(engines):

@@ -19,14 +19,18 @@ import numpy as np
 from pipeline.config import ClassifierConfig, RecognitionConfig
 from pipeline.errors import ModelError
 from pipeline.models.engine import Engine
+from pipeline.models.lexicon import Lexicon, load_lexicon
 from pipeline.models.zoo import ModelFile, model_metadata
 
-__all__ = ["CHARSETS", "CTCDecoder", "charset_classes", "crop_quad", "split_at_gaps", "padded_width", "plan_buckets", "TextRecognizer", "LineClassifier"]
+__all__ = ["ALTERNATIVES", "CHARSETS", "CTCDecoder", "charset_classes", "crop_quad", "split_at_gaps", "padded_width", "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
 
 #: Widest single crop (48 px high); longer lines are squeezed to fit.
 MAX_WIDTH = 3200
+
+#: Next-best classes per frame that lexicon correction may try (recognition.lexicon).
+ALTERNATIVES = 4
 
 
 def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -252,11 +256,14 @@ class CTCDecoder:
             insert |= pairs & (gaps > self.space_gap * ref) & (gaps >= SPACE_GAP_MIN_FRAMES)
         return np.flatnonzero(insert)
 
-    def __call__(self, probs: np.ndarray, min_word_prob: float | None = None) -> list[tuple[str, float]]:
+    def __call__(
+        self, probs: np.ndarray, min_word_prob: float | None = None, lexicon: Lexicon | None = None
+    ) -> list[tuple[str, float]]:
         """Decode (N, T, C) class probabilities into ``(text, confidence)`` per row.
 
         Confidence is the mean probability of the emitted characters (0.0 for an empty string).
-        ``min_word_prob`` is :meth:`decode_best`'s.
+        ``min_word_prob`` and ``lexicon`` are :meth:`decode_best`'s (the alternatives are the
+        :data:`ALTERNATIVES` next-best classes of each frame).
         """
         if probs.ndim != 3 or probs.shape[2] != len(self.characters):
             raise ValueError(
@@ -268,10 +275,20 @@ class CTCDecoder:
             probs[:, :, self.disallowed] = 0.0
         best = probs.argmax(axis=2)
         best_p = np.take_along_axis(probs, best[..., None], axis=2)[..., 0]
-        return self.decode_best(best, best_p, probs[:, :, self.space], min_word_prob)
+        alternatives = None
+        if lexicon is not None:
+            order = np.argsort(-probs, axis=2, kind="stable")[:, :, 1 : ALTERNATIVES + 1]
+            alternatives = (order, np.take_along_axis(probs, order, axis=2))
+        return self.decode_best(best, best_p, probs[:, :, self.space], min_word_prob, alternatives, lexicon)
 
     def decode_best(
-        self, best: np.ndarray, best_p: np.ndarray, space_p: np.ndarray, min_word_prob: float | None = None
+        self,
+        best: np.ndarray,
+        best_p: np.ndarray,
+        space_p: np.ndarray,
+        min_word_prob: float | None = None,
+        alternatives: tuple[np.ndarray, np.ndarray] | None = None,
+        lexicon: Lexicon | None = None,
     ) -> list[tuple[str, float]]:
         """Decode each frame's best class, its probability and the space class's probability, all (N, T),
         into ``(text, confidence)`` per row: what :meth:`__call__` reads of the full probabilities, and what
@@ -279,38 +296,73 @@ class CTCDecoder:
 
         The best classes must already respect the charset (a cut head, or :meth:`__call__`'s mask).
 
+        With ``lexicon`` and ``alternatives`` (each frame's next-best classes and their
+        probabilities, two (N, T, A) arrays), a word not in the lexicon that one of its
+        characters' next-best readings (at least the lexicon's ``min_prob``) turns into a word
+        is read as that word (:meth:`~pipeline.models.lexicon.Lexicon.correct`).
+
         With ``min_word_prob``, a word (characters between spaces) with a character read at a lower
         probability is dropped; the words left are joined by single spaces and the confidence is the
-        mean over their characters. A row with every word dropped decodes as ``("", 0.0)``; a row with
-        none dropped as it does without the option.
+        mean over their characters. A row with every word dropped decodes as ``("", 0.0)``; a row
+        that neither option changes decodes as it does without them.
         """
         if not (best.ndim == 2 and best.shape == best_p.shape == space_p.shape):
             raise ValueError(f"expected three (N, T) arrays, got {best.shape}, {best_p.shape}, {space_p.shape}")
         if best.size and (best.min() < 0 or best.max() >= len(self.characters)):
             raise ValueError(f"class index out of range for a {len(self.characters)}-class decoder: "
                              "charset and model do not match")
+        if lexicon is not None and alternatives is not None and alternatives[0].shape[:2] != best.shape:
+            raise ValueError(f"alternatives of shape {alternatives[0].shape} do not match {best.shape}")
         keep = best != 0
         keep[:, 1:] &= best[:, 1:] != best[:, :-1]
         results = []
-        for row, mask, p, row_space_p in zip(best, keep, best_p, space_p):
+        for r, (row, mask, p, row_space_p) in enumerate(zip(best, keep, best_p, space_p)):
             idx = row[mask]
             if idx.size == 0:
                 results.append(("", 0.0))
                 continue
             chars = list(self.characters[idx])
             probs = list(p[mask])
+            frames: list[int | None] = list(np.flatnonzero(mask))
             if (self.space_gap is not None or self.space_prob is not None) and idx.size > 1:
                 for k in self._gap_spaces(row, np.flatnonzero(mask), row_space_p)[::-1]:
                     chars.insert(int(k) + 1, " ")
                     probs.insert(int(k) + 1, 1.0)
+                    frames.insert(int(k) + 1, None)
+            corrected = False
+            if lexicon is not None and alternatives is not None:
+                corrected = self._correct(chars, probs, frames, alternatives[0][r], alternatives[1][r], lexicon)
             if min_word_prob:
                 kept = _sure_words(chars, probs, min_word_prob)
                 if kept is not None:
                     results.append((" ".join("".join(c for c, _ in w) for w in kept),
                                     float(np.mean([q for w in kept for _, q in w])) if kept else 0.0))
                     continue
-            results.append(("".join(chars), float(p[mask].mean())))
+            if corrected:
+                results.append(("".join(chars), float(np.mean([q for q, f in zip(probs, frames) if f is not None]))))
+            else:
+                results.append(("".join(chars), float(p[mask].mean())))
         return results
+
+    def _correct(self, chars: list[str], probs: list[float], frames: list[int | None], alt_class: np.ndarray,
+                 alt_p: np.ndarray, lexicon: Lexicon) -> bool:
+        """Correct each word of one decoded row in place with the lexicon; True when one changed."""
+        changed = False
+        start = 0
+        for end in [i for i, c in enumerate(chars) if c == " "] + [len(chars)]:
+            if end > start and lexicon.wants("".join(chars[start:end])):
+                alts = []
+                for f in frames[start:end]:
+                    alts.append([] if f is None else [
+                        (self.characters[c], float(q)) for c, q in zip(alt_class[f], alt_p[f])
+                        if q >= lexicon.min_prob and 0 < c < self.space
+                    ])
+                fixed = lexicon.correct(chars[start:end], probs[start:end], alts)
+                if fixed is not None:
+                    chars[start:end], probs[start:end] = fixed
+                    changed = True
+            start = end + 1
+        return changed
 
 
 def _sure_words(chars: list[str], probs: list[float], min_prob: float) -> list[list[tuple[str, float]]] | None:
@@ -380,10 +432,25 @@ class TextRecognizer:
                 f"recognition.charset={config.charset} needs the engine's head cut to the charset "
                 "(create_engine(..., classes=charset_classes(...))) when it returns best classes"
             )
+        try:
+            self.lexicon = load_lexicon(config.lexicon, config.lexicon_min_prob)
+        except ValueError as e:
+            raise ModelError(f"recognition.lexicon: {e}") from e
+        if self.lexicon is not None and self.best_class and not getattr(engine, "alternatives", 0):
+            raise ModelError(
+                "recognition.lexicon needs the engine to return each frame's next-best classes "
+                "(create_engine(..., best_class=True, alternatives=ALTERNATIVES))"
+            )
 
-    def __call__(self, crops: Sequence[np.ndarray], min_word_confidence: float | None = None) -> list[tuple[str, float]]:
-        """``(text, confidence)`` per crop; with ``min_word_confidence``, words with a character read
-        less surely are left out (:meth:`CTCDecoder.decode_best`)."""
+    def __call__(self, crops: Sequence[np.ndarray], words: bool = False) -> list[tuple[str, float]]:
+        """``(text, confidence)`` per crop.
+
+        With ``words``, the readings go through the word-level steps the config asks for
+        (:meth:`CTCDecoder.decode_best`): words outside ``recognition.lexicon`` that one
+        next-best character makes a word are corrected, then words with a character read
+        below ``recognition.min_word_confidence`` are left out. Without it, each crop's reading
+        is the model's alone (the dewarp step's orientation check compares those).
+        """
         if not crops:
             return []
         height = self.config.image_height
@@ -397,12 +464,19 @@ class TextRecognizer:
             height,
             self.config.min_width,
         )
+        min_word = self.config.min_word_confidence if words else None
+        lexicon = self.lexicon if words else None
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         for batch in batches:
             width = padded_width(resized[batch[0]].shape[1], self.config.min_width, self.config.width_step)
             out = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
-            decoded = (self.decode.decode_best(*out, min_word_confidence) if self.best_class
-                       else self.decode(out, min_word_confidence))
+            if self.best_class:
+                best, best_p, space_p, *alternatives = out
+                decoded = self.decode.decode_best(
+                    best, best_p, space_p, min_word, tuple(alternatives) if alternatives and lexicon else None, lexicon
+                )
+            else:
+                decoded = self.decode(out, min_word, lexicon)
             for i, res in zip(batch, decoded):
                 results[i] = res
         return results

@@ -285,7 +285,12 @@ class TorchEngine:
     """
 
     def __init__(
-        self, model: ModelFile, config: EngineConfig, classes: Sequence[int] | None = None, best_class: bool = False
+        self,
+        model: ModelFile,
+        config: EngineConfig,
+        classes: Sequence[int] | None = None,
+        best_class: bool = False,
+        alternatives: int = 0,
     ):
         torch = _import_torch()[0]
         self._torch = torch
@@ -295,6 +300,8 @@ class TorchEngine:
         #: Return each frame's best class, its probability and the last class's probability
         #: (engine.append_best_class), reduced on the device before the copy to the host.
         self.best_class = best_class
+        #: With best_class, also each frame's next this many classes and their probabilities.
+        self.alternatives = alternatives if best_class else 0
         self.device = resolve_device(config)
         if self.device.startswith("cuda"):
             if not torch.cuda.is_available():
@@ -356,8 +363,11 @@ class TorchEngine:
                 if out.ndim != 3:
                     raise ModelError(f"{self.model.name}: best_class needs (N, T, classes) output, got {tuple(out.shape)}")
                 best_prob, best = out.max(dim=2)  # on a tie the first class, as numpy.argmax
-                best, best_prob, last_prob = self._to_host(best, best_prob.float(), out[..., -1].float())
-                return best, best_prob, last_prob
+                tensors = [best, best_prob.float(), out[..., -1].float()]
+                if self.alternatives:
+                    top_prob, top_class = out.topk(self.alternatives + 1, dim=2)
+                    tensors += [top_class[..., 1:], top_prob[..., 1:].float()]
+                return tuple(self._to_host(*tensors))
         except RuntimeError as e:  # torch reports shape errors and CUDA out-of-memory as RuntimeError
             raise OcrError(f"{self.model.name} failed on input of shape {inputs.shape}: {e}") from e
 
