@@ -164,7 +164,6 @@ class RecognitionConfig(_Section):
         "on SROIE receipts, neutral to slightly positive on FUNSD); None or 0 disables.",
     )
 
-
     @field_validator("lexicon")
     @classmethod
     def _known_languages(cls, value: str | None) -> str | None:

@@ -21,8 +21,8 @@ from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
 from pipeline.models.zoo import ModelFile, load_onnx
 
-__all__ = ["ALTERNATIVE_OUTPUTS", "BEST_CLASS_OUTPUTS", "Engine", "OnnxRuntimeEngine", "append_best_class", "create_engine", "flush_denormals", "resolve_engine",
-           "resolve_engine_name", "select_classes"]
+__all__ = ["ALTERNATIVE_OUTPUTS", "BEST_CLASS_OUTPUTS", "Engine", "OnnxRuntimeEngine", "append_best_class",
+           "create_engine", "flush_denormals", "resolve_engine", "resolve_engine_name", "select_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,8 @@ def append_best_class(model, alternatives: int = 0) -> None:
 
     With ``alternatives`` > 0, two more outputs follow (:data:`ALTERNATIVE_OUTPUTS`): each
     frame's next ``alternatives`` classes after the best, by falling probability, ``(N, T, A)``
-    int64, and their ``(N, T, A)`` probabilities (``TopK``, one more pass over the classes);
-    lexicon correction reads them.
+    int64, and their ``(N, T, A)`` probabilities; lexicon correction reads them. One ``TopK``
+    then gives the best class and the next ones (the same best class and probability).
 
     Raises:
         ModelError: the first output is not a ``(N, T, C)`` tensor with a fixed ``C``.

@@ -3,13 +3,14 @@
 A recognition model reads each character on its own; where a glyph is smudged
 or broken it picks the wrong one (``Maruscript``, ``COMPOUNO``, ``OATE``) while
 the right one is among its next-best classes for that frame. When a word is
-not in the lexicon and exactly one of those near-misses turns it into a word
-that is, Folio takes it: a greedy reader with a dictionary, as Tesseract reads
-with its word lists.
+not in the lexicon and replacing one character by one of those near-misses
+turns it into a word that is, Folio reads that word (of several, the one the
+model found most likely): a greedy reader with a dictionary, as Tesseract
+reads with its word lists.
 
-The word lists are the frequency lists that ship inside the ``pyspellchecker``
-wheel (MIT; built from OpenSubtitles and Wiktionary), read from the installed
-package: nothing is downloaded at run time.
+The word lists are the word-frequency lists that ship inside the
+``pyspellchecker`` wheel (MIT licence), read from the installed package:
+nothing is downloaded at run time.
 """
 
 from __future__ import annotations
