@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from pipeline.errors import ModelError
+from pipeline.models.zoo import package_folder
 
 __all__ = ["LANGUAGES", "Lexicon", "load_lexicon", "parse_languages"]
 
@@ -52,19 +51,14 @@ def parse_languages(value: str | None) -> tuple[str, ...]:
     return langs
 
 
-def _resources() -> Path:
-    spec = importlib.util.find_spec("spellchecker")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "recognition.lexicon needs the pyspellchecker package, which ships the word lists: "
-            "`pip install pyspellchecker`, or set recognition.lexicon to null"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "resources"
-
-
 @functools.cache
 def _words(lang: str) -> frozenset[str]:
-    path = _resources() / f"{lang}.json.gz"
+    path = package_folder(
+        "spellchecker",
+        "resources",
+        "recognition.lexicon needs the pyspellchecker package, which ships the word lists: "
+        "`pip install pyspellchecker`, or set recognition.lexicon to null",
+    ) / f"{lang}.json.gz"
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             return frozenset(word.lower() for word in json.load(fh))

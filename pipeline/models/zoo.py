@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.errors import ModelError
 
 __all__ = ["KNOWN_MODELS", "ModelFile", "default_model_dir", "files_sha256", "load_onnx", "model_metadata",
-           "resolve_model"]
+           "package_folder", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,27 @@ class ModelFile:
     sha256: str
 
 
+def package_folder(package: str, folder: str, missing: str) -> Path:
+    """``folder`` inside the installed ``package`` (found without importing it), for the data a
+    wheel ships: rapidocr's models, pyspellchecker's word lists.
+
+    Raises:
+        ModelError: ``missing``, when the package is not installed.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(missing)
+    return Path(next(iter(spec.submodule_search_locations))) / folder
+
+
 def default_model_dir() -> Path:
     """The ``models/`` folder of the installed rapidocr wheel (found without importing it)."""
-    spec = importlib.util.find_spec("rapidocr")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the rapidocr package (which ships the PP-OCR models) is not installed; "
-            "install Folio with its dependencies (`pip install -e .`) or set engine.model_dir"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+    return package_folder(
+        "rapidocr",
+        "models",
+        "the rapidocr package (which ships the PP-OCR models) is not installed; "
+        "install Folio with its dependencies (`pip install -e .`) or set engine.model_dir",
+    )
 
 
 def files_sha256(*paths: Path) -> str:
