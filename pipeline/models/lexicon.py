@@ -141,5 +141,11 @@ def load_lexicon(value: str | None, min_prob: float = 0.05) -> Lexicon | None:
     langs = parse_languages(value)
     if not langs:
         return None
-    words = frozenset().union(*(_words(lang) for lang in langs))
-    return Lexicon(langs, words, min_prob)
+    return Lexicon(langs, _union(langs), min_prob)
+
+
+@functools.cache
+def _union(langs: tuple[str, ...]) -> frozenset[str]:
+    """One set per combination of languages, shared by every recognizer a process builds (160,000
+    English words; a fresh union per recognizer was a copy of them each time)."""
+    return _words(langs[0]) if len(langs) == 1 else frozenset().union(*(_words(lang) for lang in langs))
