@@ -18,7 +18,7 @@ import sys
 import click
 import yaml
 
-from pipeline.cli import EXIT_DOCUMENTS_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, _overrides
+from pipeline.cli import EXIT_DOCUMENTS_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, parse_overrides
 
 __all__ = ["flows"]
 
@@ -92,7 +92,7 @@ def run_cmd(flow_name: str, config_path, sets, extra, **options) -> None:
     if config_path:
         params["config"] = config_path
     if sets:
-        params["sets"] = _overrides(sets)
+        params["sets"] = parse_overrides(sets)
     for key, value in _params(extra).items():
         if key not in accepted:
             raise click.UsageError(f"the {flow_name} flow has no parameter {key!r}; it takes {sorted(accepted)}")
@@ -104,9 +104,10 @@ def run_cmd(flow_name: str, config_path, sets, extra, **options) -> None:
     state = fn(**params, return_state=True)
     if state.is_completed():
         report = state.result()
+        t = report.tally
         click.echo(
-            f"{flow_name}: {report.documents} documents ({report.ok} ok, {report.partial} partial, "
-            f"{report.errors} error), {report.pages} pages, {report.pages_per_second:.2f} pages/s, "
+            f"{flow_name}: {t.documents} documents ({t.ok} ok, {t.partial} partial, "
+            f"{t.errors} error), {t.pages} pages, {report.pages_per_second:.2f} pages/s, "
             f"{report.already_done} already done -> {report.dest}"
         )
         sys.exit(EXIT_OK)

@@ -13,7 +13,6 @@ redoes only what the failed attempt did not finish.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import re
@@ -27,12 +26,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.catalog import RunStats, run_stats
 from pipeline.config import FolioConfig, load_config
 from pipeline.errors import ConfigError
-from pipeline.output import load_done_index, new_run_id
-from pipeline.runner.common import RunSummary, plan, run_fingerprint
-from pipeline.types import DocumentRef
+from pipeline.output.catalog import run_stats
+from pipeline.output.parquet import load_done_index, new_run_id
+from pipeline.run import fingerprint, plan, run
+from pipeline.types import DocumentRef, RunTally
 
 __all__ = ["JobParams", "FlowReport", "ErrorRateExceeded", "DeadlinePassed", "CONFIG_DIR", "SHARD_RUNNERS",
            "validate_location", "prepare", "plan_new", "plan_task", "shard", "run_shards", "publish_report"]
@@ -129,7 +128,7 @@ def prepare(params: JobParams, default_config: str | None = None) -> tuple[Folio
     """
     try:
         config = load_config(_config_path(params.config, default_config), params.sets)
-        return config, run_fingerprint(config)
+        return config, fingerprint(config)
     except ConfigError as e:
         raise ValueError(str(e)) from e
 
@@ -161,20 +160,16 @@ def shard(refs: Sequence[DocumentRef], size: int) -> list[list[DocumentRef]]:
     return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
 
 
-def _run_ray(refs, dest, config, *, redo_before, address, run_id):
-    from pipeline.runner.ray_data import run_ray
+def _run_shard(runner: str):
+    def run_shard(refs, dest, config, *, redo_before, address, run_id) -> RunTally:
+        return run(refs, dest, config, runner=runner, address=address, redo_before=redo_before, progress=False,
+                   run_id=run_id)
 
-    return run_ray(refs, dest, config, redo_before=redo_before, progress=False, address=address, run_id=run_id)
-
-
-def _run_local(refs, dest, config, *, redo_before, address, run_id):
-    from pipeline.runner.local import run_local
-
-    return run_local(refs, dest, config, redo_before=redo_before, progress=False, run_id=run_id)
+    return run_shard
 
 
 #: How a shard is run, by ``JobParams.runner``: the seam tests inject shard faults through.
-SHARD_RUNNERS: dict[str, Callable[..., RunSummary]] = {"ray": _run_ray, "local": _run_local}
+SHARD_RUNNERS: dict[str, Callable[..., RunTally]] = {"ray": _run_shard("ray"), "local": _run_shard("local")}
 
 
 @task(name="run-shard", cache_policy=NO_CACHE, task_run_name="shard-{index}")
@@ -189,16 +184,20 @@ def run_shard(index: int, refs: list[DocumentRef], dest: str, config: FolioConfi
 
     logger = get_run_logger()
     run_id = f"{batch_id}-s{index:04d}-a{task_run.run_count or 1}"
-    summary = SHARD_RUNNERS[runner](refs, dest, config, redo_before=redo_before, address=address, run_id=run_id)
+    tally = SHARD_RUNNERS[runner](refs, dest, config, redo_before=redo_before, address=address, run_id=run_id)
     logger.info("shard %d: %d documents (%d skipped), %d pages, %d failed in %.1f s (run %s)",
-                index, summary.documents, summary.skipped, summary.pages, summary.failed, summary.seconds,
-                summary.run_id)
-    return {"run_id": summary.run_id, "documents": summary.documents, "skipped": summary.skipped,
-            "pages": summary.pages, "seconds": summary.seconds}
+                index, tally.documents, tally.skipped, tally.pages, tally.failed, tally.seconds, tally.run_id)
+    return {"run_id": tally.run_id, "documents": tally.documents, "skipped": tally.skipped,
+            "pages": tally.pages, "seconds": tally.seconds}
 
 
 class FlowReport(BaseModel):
-    """What a flow run did; the flow's return value and the source of its artifact."""
+    """What a flow run did; the flow's return value and the source of its artifact.
+
+    ``tally`` holds what its shards wrote, read back from the Parquet (so the
+    artifact cannot disagree with the output); the other fields say what the
+    flow planned and how it ran.
+    """
 
     flow: str
     dest: str
@@ -208,22 +207,18 @@ class FlowReport(BaseModel):
     shards: int = 0
     batch_id: str | None = None  # prefix of the run ids of every shard attempt of this flow run
     run_ids: list[str] = Field(default_factory=list)  # runs of the shard attempts that succeeded
-    documents: int = 0
-    pages: int = 0
-    ok: int = 0
-    partial: int = 0
-    errors: int = 0
-    errors_by_code: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
-    pages_per_second: float = 0.0
-    mean_confidence: float | None = None
-    lowest_confidence: list[dict] = Field(default_factory=list)
     not_started: int = 0
     selection: str | None = None
+    tally: RunTally = Field(default_factory=RunTally)
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.tally.pages / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def error_rate(self) -> float:
-        return (self.partial + self.errors) / self.documents if self.documents else 0.0
+        return self.tally.error_rate
 
 
 def run_shards(
@@ -268,26 +263,26 @@ def run_shards(
 
 
 def collect(report: FlowReport, config: FolioConfig) -> FlowReport:
-    """Fill the report's counts from the Parquet its runs wrote (so the artifact cannot disagree with it)."""
+    """Fill the report's tally from the Parquet its runs wrote (so the artifact cannot disagree with it)."""
     prefixes = [report.batch_id] if report.batch_id else []
-    stats: RunStats = run_stats(report.dest, prefixes, config.storage, config.jobs.lowest_confidence_documents)
-    for f in dataclasses.fields(RunStats):  # the report carries every count the Parquet gives
-        setattr(report, f.name, getattr(stats, f.name))
-    report.pages_per_second = report.pages / report.seconds if report.seconds > 0 else 0.0
+    report.tally = run_stats(report.dest, prefixes, config.storage, config.jobs.lowest_confidence_documents)
+    report.tally.seconds = report.seconds
+    report.tally.dest, report.tally.fingerprint = report.dest, report.fingerprint
     return report
 
 
 def report_markdown(report: FlowReport) -> str:
     """The artifact: documents, pages, errors by code, pages/s, mean confidence, lowest-confidence documents."""
-    conf = f"{report.mean_confidence:.3f}" if report.mean_confidence is not None else "n/a"
+    t = report.tally
+    conf = f"{t.mean_confidence:.3f}" if t.mean_confidence is not None else "n/a"
     lines = [
-        f"# Folio {report.flow}: {report.documents} documents, {report.pages} pages",
+        f"# Folio {report.flow}: {t.documents} documents, {t.pages} pages",
         "",
         "| metric | value |",
         "|---|---|",
-        f"| documents | {report.documents} |",
-        f"| pages | {report.pages} |",
-        f"| ok / partial / error | {report.ok} / {report.partial} / {report.errors} |",
+        f"| documents | {t.documents} |",
+        f"| pages | {t.pages} ({t.page_errors} failed) |",
+        f"| ok / partial / error | {t.ok} / {t.partial} / {t.errors} |",
         f"| error rate | {report.error_rate:.1%} |",
         f"| pages/s | {report.pages_per_second:.2f} |",
         f"| mean confidence | {conf} |",
@@ -301,16 +296,16 @@ def report_markdown(report: FlowReport) -> str:
     if report.selection:
         lines.append(f"| selection | {report.selection} |")
     lines += ["", "## Errors by code", ""]
-    if report.errors_by_code:
+    if t.errors_by_code:
         lines += ["| error_code | documents |", "|---|---|"]
-        lines += [f"| `{code}` | {n} |" for code, n in sorted(report.errors_by_code.items(), key=lambda t: -t[1])]
+        lines += [f"| `{code}` | {n} |" for code, n in sorted(t.errors_by_code.items(), key=lambda kv: -kv[1])]
     else:
         lines.append("None.")
     lines += ["", "## Lowest-confidence documents", ""]
-    if report.lowest_confidence:
+    if t.lowest_confidence:
         lines += ["| mean confidence | source | doc_id |", "|---|---|---|"]
         lines += [f"| {d['mean_confidence']:.3f} | `{d['source_uri']}` | `{d['doc_id'][:16]}` |"
-                  for d in report.lowest_confidence]
+                  for d in t.lowest_confidence]
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
@@ -320,11 +315,11 @@ def publish_report(report: FlowReport, config: FolioConfig, key: str) -> FlowRep
     """Fill counts from the Parquet, publish the markdown artifact, log a summary line."""
     collect(report, config)
     create_markdown_artifact(markdown=report_markdown(report), key=key,
-                             description=f"Folio {report.flow} run: {report.documents} documents")
+                             description=f"Folio {report.flow} run: {report.tally.documents} documents")
+    t = report.tally
     get_run_logger().info(
         "%s: %d documents (%d ok, %d partial, %d error), %d pages, %.2f pages/s",
-        report.flow, report.documents, report.ok, report.partial, report.errors, report.pages,
-        report.pages_per_second,
+        report.flow, t.documents, t.ok, t.partial, t.errors, t.pages, report.pages_per_second,
     )
     return report
 
@@ -332,8 +327,9 @@ def publish_report(report: FlowReport, config: FolioConfig, key: str) -> FlowRep
 def check_error_rate(report: FlowReport, config: FolioConfig, max_error_rate: float | None = None) -> None:
     """Fail the flow (raise) when the share of failed documents passes the threshold."""
     limit = config.jobs.max_error_rate if max_error_rate is None else max_error_rate
-    if report.documents and report.error_rate > limit:
+    t = report.tally
+    if t.documents and t.error_rate > limit:
         raise ErrorRateExceeded(
-            f"{report.partial + report.errors} of {report.documents} documents failed "
-            f"({report.error_rate:.1%} > {limit:.1%}); errors by code: {report.errors_by_code}"
+            f"{t.failed} of {t.documents} documents failed "
+            f"({t.error_rate:.1%} > {limit:.1%}); errors by code: {t.errors_by_code}"
         )

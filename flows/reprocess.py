@@ -5,7 +5,7 @@ range of ``processed_at``, a config fingerprint other than the current one
 (``stale``) or named fingerprints, mean confidence below a value, error codes.
 Each is judged on a document's newest row. New rows carry the new config's
 fingerprint; old rows stay, and readers take the newest per ``doc_id``
-(:data:`pipeline.catalog.LATEST_DOCUMENTS_SQL`).
+(:data:`pipeline.output.catalog.LATEST_DOCUMENTS_SQL`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import FlowReport, JobParams, check_error_rate, prepare, publish_report, run_shards
-from pipeline.catalog import Selection, select_documents
+from pipeline.output.catalog import Selection, select_documents
 
 __all__ = ["reprocess_flow"]
 

@@ -9,16 +9,14 @@ A run's configuration comes from, in increasing priority:
 4. explicit overrides (``--set detection.box_thresh=0.6`` or ``--engine NAME``).
 
 The config is a pydantic model: picklable, so a Ray actor rebuilds its models
-from it. :func:`config_fingerprint` hashes every setting that can change the
-output (not thread counts, batch sizes, time limits or the settings of an engine
-not in use), so a rerun with an equivalent config is skipped and a changed one
-is redone.
+from it. :meth:`FolioConfig.output_settings` says which settings can change
+the output (not thread counts, batch sizes, time limits or the settings of an
+engine not in use); the run hashes them into its fingerprint
+(:func:`pipeline.run.fingerprint`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -43,11 +41,31 @@ __all__ = [
     "RayConfig",
     "StorageConfig",
     "FolioConfig",
+    "LEXICON_LANGUAGES",
+    "parse_languages",
     "load_config",
-    "config_fingerprint",
     "to_yaml",
     "DEFAULTS_HEADER",
 ]
+
+#: Languages ``recognition.lexicon`` has word lists for (the lists the pyspellchecker wheel ships).
+LEXICON_LANGUAGES = ("ar", "de", "en", "es", "eu", "fa", "fr", "it", "lv", "nl", "pt", "ru")
+
+
+def parse_languages(value: str | None) -> tuple[str, ...]:
+    """``"en+fr"`` -> ``("en", "fr")``; None or empty -> ``()`` (no lexicon).
+
+    Raises:
+        ValueError: a language with no word list.
+    """
+    if not value:
+        return ()
+    langs = tuple(dict.fromkeys(part.strip().lower() for part in value.split("+") if part.strip()))
+    unknown = [lang for lang in langs if lang not in LEXICON_LANGUAGES]
+    if unknown:
+        raise ValueError(f"no word list for {', '.join(unknown)}; choose from {', '.join(LEXICON_LANGUAGES)}, "
+                         "joined by +")
+    return langs
 
 
 class _Section(BaseModel):
@@ -118,16 +136,17 @@ class RecognitionConfig(_Section):
         ge=0,
         le=1,
         description="Words (space-separated) of a kept line whose least sure character was read with a lower "
-        "probability are dropped from it (smudges, stamps and handwriting read as a few wrong letters; "
-        "measured +0.008 word F1 on FUNSD forms, +0.002 on SROIE receipts); 0 keeps every word.",
+        "probability are dropped from it: smudges, stamps and handwriting read as a few wrong letters. Set 0 "
+        "to keep every word, e.g. for line-by-line transcription of clean old print, where an unsure word is "
+        "still mostly right.",
     )
     lexicon: str | None = Field(
         "en",
         description="Word lists (languages joined by +, e.g. en+fr; from the pyspellchecker package: ar de en "
         "es eu fa fr it lv nl pt ru) that correct a word the model misread by one character: a word not in "
         "them that one of its characters' next-best readings makes a word is read as that word (Maruscript -> "
-        "Manuscript; words with digits and of fewer than 3 letters are left alone; measured +0.005 word F1 on "
-        "FUNSD). null: no correction.",
+        "Manuscript; words with digits and of fewer than 3 letters are left alone). Name the languages of your "
+        "documents; null (no correction) for pages mostly in other languages.",
     )
     lexicon_min_prob: float = Field(
         0.05,
@@ -160,15 +179,13 @@ class RecognitionConfig(_Section):
         ge=0,
         le=1,
         description="Insert a space between two decoded characters when, in the blank frames between them, the "
-        "model's space class reaches this probability (a word space it nearly emitted; measured +0.016 word F1 "
-        "on SROIE receipts, neutral to slightly positive on FUNSD); None or 0 disables.",
+        "model's space class reaches this probability (a word space it nearly emitted, as on tightly printed "
+        "receipts); None or 0 disables.",
     )
 
     @field_validator("lexicon")
     @classmethod
     def _known_languages(cls, value: str | None) -> str | None:
-        from pipeline.models.lexicon import parse_languages
-
         langs = parse_languages(value)  # ValueError names the languages there are
         return "+".join(langs) or None
 
@@ -193,8 +210,8 @@ class DewarpConfig(_Section):
 
     enabled: bool = Field(
         True, description="Dewarp pages before detection (onnxruntime and torch engines). Flat scans pass through "
-        "untouched unless a step finds clear evidence (word F1 on FUNSD and SROIE unchanged, +0.001 each); "
-        "about 0.1 s per page on 2 CPU cores."
+        "untouched unless a step finds clear evidence. Turn off for input known to be flat, upright scans, to "
+        "save the time the checks take."
     )
     perspective: bool = Field(
         True, description="Find the page outline on a photo or a larger scanner bed and warp it to a rectangle."
@@ -291,9 +308,9 @@ class RunnerConfig(_Section):
         ge=1,
         description="OCR batches one process runs at once (the local runner, and each Ray OCR actor), in "
         "threads sharing one copy of the models, each with engine.intra_op_threads threads. Results do not "
-        "depend on it; memory grows with it (ocr_threads x batch_pages pages in flight). Meant for GPU workers, "
-        "where one batch's CPU work can overlap another's GPU work; on 2 idle CPU cores 2 threads x 1 "
-        "intra-op thread ran at the speed of 1 x 2, with 450 MiB more (docs/benchmarks.md).",
+        "depend on it; memory grows with it (ocr_threads x batch_pages pages in flight). Raise it on GPU "
+        "workers, where one batch's CPU work can overlap another's GPU work; on a few shared CPU cores, 2 with "
+        "engine.intra_op_threads 1 wastes less of them than 1 x 2, for more memory.",
     )
     flush_documents: int = Field(
         64, ge=1, description="Documents buffered before a Parquet file is written (bounds what a crash can lose)."
@@ -325,10 +342,9 @@ class RayConfig(_Section):
     )
     max_decode_tasks: int = Field(4, ge=1, description="Most fetch-and-decode tasks in flight.")
     docs_per_task: int = Field(
-        16, ge=1, description="Most planned documents one fetch-and-decode task reads. A worker's memory grows with "
-        "the documents its task reads (3,000 documents in 16 tasks: 417 MiB private per decode worker; in tasks of "
-        "16: 147 MiB, of 8: 133 MiB but 20% more scheduling time), so this keeps workers flat however long the "
-        "run; a retried task redoes at most this many."
+        16, ge=1, description="Most planned documents one fetch-and-decode task reads. A decode worker's memory "
+        "grows with the documents its task reads, so this keeps workers flat however long the run; smaller "
+        "values cost more scheduling. A retried task redoes at most this many."
     )
     decode_tasks_per_gpu: int = Field(
         6, ge=1, description="On GPU clusters, at least this many decode tasks per OCR actor (one per GPU), so "
@@ -451,6 +467,35 @@ class FolioConfig(BaseModel):
     jobs: JobsConfig = JobsConfig()
     plugins: PluginsConfig = PluginsConfig()
 
+    def output_settings(self, engine: str, dtype: str | None = None) -> dict[str, Any]:
+        """Every setting that can change the output, as plain data (what the run's fingerprint hashes).
+
+        Args:
+            engine: the engine that runs (``engine.name`` with ``auto`` resolved).
+            dtype: the torch engine's precision on the device it runs on (``engine.dtype`` resolved);
+                half precision can change a few characters, the device and ``torch.compile`` do not.
+        """
+        data = self.model_dump(mode="json")
+        for section in _NOT_FINGERPRINTED:
+            data.pop(section, None)
+        data["engine"]["name"] = engine
+        if engine == "torch":
+            data["engine"]["dtype"] = dtype
+        else:
+            data["engine"].pop("dtype", None)
+        if data["recognition"].get("charset") != "all":
+            # Since the head is cut to the charset's classes (softmax over them alone), a restricted
+            # charset reads slightly differently from before: rows of the masked reading are stale.
+            data["recognition"]["head"] = "charset_classes"
+        in_use = _ENGINE_SECTIONS.get(engine, set())
+        for sections in _ENGINE_SECTIONS.values():
+            for section in sections - in_use:  # torch and onnxruntime share theirs
+                data.pop(section, None)
+        for section, keys in _FIELDS_NOT_FINGERPRINTED.items():
+            for key in keys:
+                data.get(section, {}).pop(key, None)
+        return data
+
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
     keys = [k for k in dotted.split(".") if k]
@@ -535,41 +580,6 @@ def load_config(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from e
-
-
-def config_fingerprint(config: FolioConfig, model_hashes: dict[str, str] | None = None) -> str:
-    """Short stable hash of every setting (and model file) that can change the output."""
-    data = config.model_dump(mode="json")
-    for section in _NOT_FINGERPRINTED:
-        data.pop(section, None)
-    # The engine that actually runs (``auto`` resolved) and, for torch, the precision it runs in:
-    # float16 can change a few characters, the device and torch.compile do not.
-    from pipeline.models.engine import resolve_engine_name
-
-    engine_name = resolve_engine_name(config.engine)
-    data["engine"]["name"] = engine_name
-    if engine_name == "torch":
-        from pipeline.models.torch_engine import resolve_device, resolve_dtype
-
-        data["engine"]["dtype"] = resolve_dtype(config.engine, resolve_device(config.engine))
-    else:
-        data["engine"].pop("dtype", None)
-    if "recognition" in data and data["recognition"].get("charset") != "all":
-        # Since the head is cut to the charset's classes (softmax over them alone), a restricted
-        # charset reads slightly differently from before: rows of the masked reading are stale.
-        data["recognition"]["head"] = "charset_classes"
-    in_use = _ENGINE_SECTIONS.get(engine_name, set())
-    for sections in _ENGINE_SECTIONS.values():
-        for section in sections - in_use:  # torch and onnxruntime share theirs
-            data.pop(section, None)
-    for section, keys in _FIELDS_NOT_FINGERPRINTED.items():
-        for key in keys:
-            data.get(section, {}).pop(key, None)
-    from pipeline import __version__
-
-    payload = {"config": data, "models": dict(sorted((model_hashes or {}).items())), "version": __version__}
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def to_yaml(config: FolioConfig, header: str = "") -> str:

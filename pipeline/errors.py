@@ -5,7 +5,7 @@ subclass carrying a stable ``code`` (written to the ``error_code`` column) and
 a ``retryable`` flag (a rerun may succeed: storage hiccups, not corrupt files).
 Foreign exceptions (PIL, pypdfium2, ONNX Runtime, boto3) are translated at the
 edge with ``raise ... from e`` so the cause stays in the traceback, and they are
-turned into row status values in exactly one place (``pipeline.stages``).
+turned into row status values by the stages (:mod:`pipeline.stages`).
 """
 
 from __future__ import annotations

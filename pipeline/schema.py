@@ -1,24 +1,37 @@
-"""The Arrow schemas of Folio's output tables, declared once.
+"""The Arrow schemas of Folio's output tables, declared once, and the one conversion between the page
+model (:mod:`pipeline.types`) and ``pages`` rows.
 
 ``documents``: one row per input object. ``pages``: one row per page, with the
-recognised lines nested. Column names are a contract: DuckDB queries, Spark
-jobs and Athena tables outside this repo read them. Add columns freely; never
-rename or drop one. Both schemas carry their version in the Arrow metadata.
+recognised lines nested and each line's words nested in it. Column names are
+a contract: DuckDB queries, Spark jobs and Athena tables outside this repo
+read them. Add columns freely; never rename or drop one. Both schemas carry
+their version in the Arrow metadata.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "POLYGON", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN", "count_document"]
+from pipeline.types import Block, Dewarp, Line, Page, PageTimings, Polygon, Word
 
-SCHEMA_VERSION = "1"
+__all__ = ["SCHEMA_VERSION", "POLYGON", "WORD", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN", "page_row",
+           "page_from_row"]
+
+SCHEMA_VERSION = "2"
 
 #: Hive partition key of both tables (``run_date=YYYY-MM-DD`` folders).
 PARTITION_COLUMN = "run_date"
 
 #: Four (x, y) corners, clockwise from top-left, in pixels of the original page image.
 POLYGON = pa.list_(pa.list_(pa.float32(), 2))
+
+WORD = pa.struct(
+    [
+        pa.field("text", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("polygon", POLYGON),
+    ]
+)
 
 LINE = pa.struct(
     [
@@ -27,6 +40,7 @@ LINE = pa.struct(
         pa.field("polygon", POLYGON),
         pa.field("block_index", pa.int32()),
         pa.field("line_index", pa.int32()),
+        pa.field("words", pa.list_(WORD)),
     ]
 )
 
@@ -111,14 +125,59 @@ PAGES = pa.schema(
 )
 
 
-def count_document(counts, status: str, error_code: str | None) -> None:
-    """Add one ``documents`` row to ``counts`` (an object with ``ok``, ``partial``, ``errors`` and
-    ``errors_by_code``): what a run's summary and a report read back from Parquet both count."""
-    if status == "ok":
-        counts.ok += 1
-        return
-    if status == "partial":
-        counts.partial += 1
-    else:
-        counts.errors += 1
-    counts.errors_by_code[error_code] = counts.errors_by_code.get(error_code, 0) + 1
+def _polygon(polygon: Polygon | None) -> list[list[float]] | None:
+    return None if polygon is None else [[float(x), float(y)] for x, y in polygon]
+
+
+def _tuple_polygon(polygon) -> Polygon | None:
+    return None if polygon is None else tuple((float(x), float(y)) for x, y in polygon)
+
+
+def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
+    """The ``pages`` row of a page whose polygons are in original pixels."""
+    if page.geometry is not None:
+        raise ValueError("the page's polygons are still in the dewarped image's pixels")
+    lines = [
+        {
+            "text": line.text, "confidence": float(line.confidence), "polygon": _polygon(line.polygon),
+            "block_index": block_index, "line_index": line_index,
+            "words": [{"text": w.text, "confidence": float(w.confidence), "polygon": _polygon(w.polygon)}
+                      for w in line.words],
+        }
+        for block_index, line_index, line in page.iter_lines()
+    ]
+    t = page.timings
+    return {
+        "doc_id": page.doc_id, "page_index": int(page.page_index), "width": page.width, "height": page.height,
+        "dpi": page.dpi, "rotation": int(page.dewarp.rotation), "skew_deg": float(page.dewarp.skew_deg),
+        "quad": _polygon(page.dewarp.quad), "curl_corrected": bool(page.dewarp.curl_corrected),
+        "text": page.text, "mean_confidence": page.mean_confidence, "line_count": len(lines), "lines": lines,
+        "status": page.status, "error_code": page.error_code, "error_message": page.error_message,
+        "config_fingerprint": fingerprint, "run_id": run_id,
+        "timings_ms": {"decode": t.decode, "detect": t.detect, "recognize": t.recognize},
+    }
+
+
+def page_from_row(row: dict, key: str | None = None) -> Page:
+    """The page model of a ``pages`` row (what exports and fields read); ``key`` defaults to the doc id.
+
+    Rows written before words existed (schema version 1) give lines without words.
+    """
+    blocks: list[list[Line]] = []
+    for line in sorted(row.get("lines") or [], key=lambda r: (r.get("line_index") or 0)):
+        b = int(line.get("block_index") or 0)
+        while len(blocks) <= b:
+            blocks.append([])
+        words = tuple(Word(w["text"], float(w["confidence"]), _tuple_polygon(w["polygon"]))
+                      for w in (line.get("words") or []))
+        blocks[b].append(Line(line["text"], float(line["confidence"]), _tuple_polygon(line["polygon"]), words))
+    timings = row.get("timings_ms") or {}
+    return Page(
+        key=key or row["doc_id"], doc_id=row["doc_id"], page_index=int(row["page_index"]),
+        width=row.get("width") or 0, height=row.get("height") or 0, dpi=row.get("dpi"),
+        dewarp=Dewarp(int(row.get("rotation") or 0), float(row.get("skew_deg") or 0.0),
+                      _tuple_polygon(row.get("quad")), bool(row.get("curl_corrected"))),
+        blocks=tuple(Block(tuple(lines)) for lines in blocks if lines), text=row.get("text") or "",
+        status=row["status"], error_code=row.get("error_code"), error_message=row.get("error_message"),
+        timings=PageTimings(timings.get("decode"), None, timings.get("detect"), timings.get("recognize")),
+    )

@@ -1,13 +1,85 @@
-"""Fixtures shared by test modules."""
+"""What the test modules share: settings that make tests cheaper, synthetic scans made once per
+session, a local Ray, moto in server mode, reading output back, and the reliability report."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 ACCESS_KEY = "testing"
 SECRET = "folio-fake-secret-7d3b91e0"  # distinctive, so a leak anywhere is easy to spot
+
+#: Settings that make a test cheaper without changing what it checks: detection on smaller pages.
+FAST = {"detection.max_side_len": 960}
+#: A Ray node of the CI's size (2 CPUs): one OCR actor with a whole CPU, decode tasks with half of one.
+SMALL_RAY = {"ray.ocr_num_cpus": 1, "ray.decode_num_cpus": 0.5}
+
+
+def fake_models(**sha256: str) -> dict:
+    """Model files by role with the given digests, for fingerprints (``fake_models(detection="abc")``)."""
+    from pipeline.models.zoo import ModelFile
+
+    return {role: ModelFile(f"{role}.onnx", Path(f"{role}.onnx"), digest) for role, digest in sha256.items()}
+
+
+def read_rows(dest: Path | str, table: str) -> list[dict]:
+    """Every row of ``documents`` or ``pages`` under ``dest`` (a local folder)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(Path(dest) / table, partitioning="hive").to_table().to_pylist()
+
+
+#: One set of synthetic documents: (kind, pages, seed, formats, damage).
+ScanSpec = tuple[str, int, int, tuple[str, ...], bool]
+
+
+@pytest.fixture(scope="session")
+def scans(tmp_path_factory):
+    """``scans(*specs, dpi=150, truth=False)``: a folder of synthetic documents (measure.synth), made
+    once per session for each distinct request. ``truth`` keeps the ground-truth JSON beside each
+    document. Tests read the folder and never change it (copy it first)."""
+    from measure import synth
+
+    made: dict[tuple, Path] = {}
+
+    def make(*specs: ScanSpec, dpi: int = 150, truth: bool = False) -> Path:
+        key = (specs, dpi, truth)
+        if key not in made:
+            folder = tmp_path_factory.mktemp("scans")
+            for kind, pages, seed, formats, damage in specs:
+                synth.generate(folder, pages, kind, seed=seed, formats=formats, damage=damage, dpi=dpi)
+            if not truth:
+                for p in folder.glob("*.json"):
+                    p.unlink()
+            made[key] = folder
+        return made[key]
+
+    return make
+
+
+#: Two clean invoices at 100 dpi: cheap documents that read well (a PNG and a PDF).
+TWO_INVOICES: ScanSpec = ("invoice", 2, 41, ("png", "pdf"), False)
+
+
+@pytest.fixture(scope="session")
+def clean_docs(scans) -> Path:
+    """Four clean documents of every kind and format, with ground truth."""
+    return scans(("invoice", 2, 1, ("png", "pdf"), False), ("form", 1, 2, ("tiff",), False),
+                 ("book", 1, 3, ("jpeg",), False), truth=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of the CI's size for this module's tests, whose workers can import ``tests``
+    (the stage plugins of tests/plugins); shut down after them."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}})
+    yield ray
+    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

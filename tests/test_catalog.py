@@ -5,38 +5,35 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline import synth
-from pipeline.catalog import Selection, latest_documents, read_table, run_stats, select_documents
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.runner.common import run_fingerprint
-from pipeline.runner.local import run_local
+from pipeline.output.catalog import Selection, latest_documents, read_table, run_stats, select_documents
+from pipeline.run import fingerprint, run
+from pipeline.types import DocumentRef
 from tests import badinputs
+from tests.conftest import FAST
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = {"detection.max_side_len": 960}
 
 
 @pytest.fixture(scope="module")
-def output(tmp_path_factory):
+def output(scans, tmp_path_factory):
     """Three inputs (one empty) run once, then two of them again under another config."""
     src = tmp_path_factory.mktemp("cat_in")
-    synth.generate(src, 2, "invoice", seed=41, formats=("png",), damage=False, dpi=100)
-    for p in src.glob("*.json"):
-        p.unlink()
+    for p in scans(("invoice", 2, 41, ("png",), False), dpi=100).iterdir():
+        shutil.copy(p, src)
     (src / "empty.pdf").write_bytes(badinputs.zero_bytes())
     dest = tmp_path_factory.mktemp("cat_out")
     old = load_config(overrides=FAST, environ={})
-    first = run_local(str(src), str(dest), old, progress=False)
+    first = run(str(src), str(dest), old, progress=False)
     new = load_config(overrides=FAST | {"detection.box_thresh": 0.55}, environ={})
     redo = sorted(src.glob("*.png"))[:1] + [src / "empty.pdf"]
-    from pipeline.types import DocumentRef
-
-    second = run_local([DocumentRef(str(p.resolve())) for p in redo], str(dest), new, progress=False)
+    second = run([DocumentRef(str(p.resolve())) for p in redo], str(dest), new, progress=False)
     return src, dest, old, new, first, second
 
 
@@ -49,7 +46,7 @@ def test_latest_documents_takes_the_newest_row_per_document(output):
     assert latest[names[0]]["run_id"] == second.run_id
     assert latest["empty.pdf"]["run_id"] == second.run_id
     assert latest[names[1]]["run_id"] == first.run_id
-    assert latest[names[0]]["config_fingerprint"] == run_fingerprint(new) != run_fingerprint(old)
+    assert latest[names[0]]["config_fingerprint"] == fingerprint(new) != fingerprint(old)
 
 
 def test_the_readme_duckdb_query_gives_the_same_newest_rows(output):
@@ -69,7 +66,7 @@ def test_the_readme_duckdb_query_gives_the_same_newest_rows(output):
 
 def test_selections(output):
     src, dest, old, new, first, second = output
-    fp_new = run_fingerprint(new)
+    fp_new = fingerprint(new)
     d = str(dest)
 
     def names(sel, fp=fp_new):
@@ -77,9 +74,9 @@ def test_selections(output):
 
     pngs = sorted(p.name for p in src.glob("*.png"))
     assert names(Selection(stale=True)) == [pngs[1]]
-    assert names(Selection(stale=True), run_fingerprint(old)) == sorted([pngs[0], "empty.pdf"])
+    assert names(Selection(stale=True), fingerprint(old)) == sorted([pngs[0], "empty.pdf"])
     assert names(Selection(error_codes=("empty_file",))) == ["empty.pdf"]
-    assert names(Selection(fingerprints=(run_fingerprint(old),))) == [pngs[1]]
+    assert names(Selection(fingerprints=(fingerprint(old),))) == [pngs[1]]
     assert names(Selection(everything=True)) == sorted([*pngs, "empty.pdf"])
     today = dt.datetime.now(dt.timezone.utc).date()
     assert names(Selection(since=today + dt.timedelta(days=1))) == []
@@ -104,5 +101,6 @@ def test_run_stats_match_the_rows(output):
     assert 0.5 < stats.mean_confidence <= 1.0
     assert [Path(d["source_uri"]).name for d in stats.lowest_confidence] and len(stats.lowest_confidence) == 2
     assert stats.lowest_confidence[0]["mean_confidence"] <= stats.lowest_confidence[1]["mean_confidence"]
+    assert (stats.pages, stats.page_errors) == (2, 0)
     both = run_stats(str(dest), [first.run_id, second.run_id])
     assert (both.documents, both.pages) == (5, 3)

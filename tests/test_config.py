@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import FolioConfig, config_fingerprint, load_config
+from pipeline.config import FolioConfig, load_config
 from pipeline.errors import ConfigError
+from pipeline.run import fingerprint
+from tests.conftest import fake_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,13 +60,13 @@ def test_missing_file_and_bad_override():
 
 
 def test_fingerprint_tracks_output_settings_only():
-    base = config_fingerprint(FolioConfig(), {"detection": "abc"})
+    base = fingerprint(FolioConfig(), fake_models(detection="abc"))
     threads = load_config(overrides={"engine.intra_op_threads": 7, "runner.batch_pages": 9, "jobs.shard_size": 3,
                                      "jobs.max_error_rate": 0.1}, environ={})
-    assert config_fingerprint(threads, {"detection": "abc"}) == base
+    assert fingerprint(threads, fake_models(detection="abc")) == base
     changed = load_config(overrides={"detection.box_thresh": 0.55}, environ={})
-    assert config_fingerprint(changed, {"detection": "abc"}) != base
-    assert config_fingerprint(FolioConfig(), {"detection": "abd"}) != base
+    assert fingerprint(changed, fake_models(detection="abc")) != base
+    assert fingerprint(FolioConfig(), fake_models(detection="abd")) != base
 
 
 def test_config_is_picklable():

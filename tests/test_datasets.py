@@ -1,4 +1,4 @@
-"""Readers of labelled sets (pipeline.datasets) on tiny fixtures in each format.
+"""Readers of labelled sets (measure.datasets) on tiny fixtures in each format.
 
 The last tests read the real development sets when ``/work/shared/eval`` (or
 ``$FOLIO_EVAL_DIR``) exists and are skipped otherwise.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.datasets import FORMATS, GtPage, read_dataset
-from pipeline.evaluate import score_page, summarize
+from measure.datasets import FORMATS, GtPage, read_dataset
+from measure.scoring import score_page, summarize
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 EVAL_DIR = Path(os.environ.get("FOLIO_EVAL_DIR", "/work/shared/eval"))
@@ -26,7 +26,7 @@ def by_id(pages: list[GtPage]) -> dict[str, GtPage]:
 
 
 def test_funsd(caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.datasets"):
+    with caplog.at_level(logging.WARNING, logger="measure.datasets"):
         pages = read_dataset("funsd", FIXTURES / "funsd")
     assert [p.sample_id for p in pages] == ["f001", "f002"]
     assert "orphan.json" in caplog.text  # annotation without an image is skipped, loudly
@@ -43,7 +43,7 @@ def test_funsd(caplog):
 
 
 def test_sroie(caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.datasets"):
+    with caplog.at_level(logging.WARNING, logger="measure.datasets"):
         pages = read_dataset("sroie", FIXTURES / "sroie")
     assert [p.sample_id for p in pages] == ["s001", "s002"]
     p = pages[0]

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import decode
+from pipeline.io import decode
 from pipeline.config import DecodeConfig
-from pipeline.decode import Document, open_document, sniff
+from pipeline.io.decode import Document, open_document, sniff
 from pipeline.errors import (
     CorruptFile,
     EmptyFile,

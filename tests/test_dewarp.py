@@ -1,4 +1,5 @@
-"""Dewarping (``pipeline.dewarp``) on constructed pages with a known answer, real models where it needs them."""
+"""Dewarping (``pipeline.imaging.dewarp`` and the dewarp stage) on constructed pages with a known answer, real
+models where it needs them."""
 
 from __future__ import annotations
 
@@ -10,26 +11,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import synth
+from measure import synth
+from measure.scoring import polygon_iou
 from pipeline.config import DewarpConfig, FolioConfig
-from pipeline.dewarp import Dewarper, PageGeometry, find_page_quad, fit_curl, ink_mask, remap, text_angle
-from pipeline.evaluate import polygon_iou
+from pipeline.imaging.dewarp import Dewarper, PageGeometry, find_page_quad, fit_curl, ink_mask, remap, text_angle
+from pipeline.types import Dewarp, PageImage
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory) -> tuple[np.ndarray, dict]:
+def page(scans) -> tuple[np.ndarray, dict]:
     """A clean synthetic book page at 100 dpi and its ground truth."""
-    dest = tmp_path_factory.mktemp("page")
-    (path,) = synth.generate(dest, 1, "book", seed=21, formats=("png",), damage=False, dpi=100)
+    folder = scans(("book", 1, 21, ("png",), False), dpi=100, truth=True)
+    (path,) = folder.glob("*.png")
     gt = json.loads(path.with_suffix(".json").read_text())["pages"][0]
     return np.asarray(Image.open(path).convert("RGB")), gt
 
 
 @pytest.fixture(scope="module")
-def stage():
-    from pipeline.stages import OcrStage
+def models():
+    from pipeline.models.bundle import OcrModels
 
-    return OcrStage(FolioConfig(dewarp=DewarpConfig(enabled=True)))
+    return OcrModels.load(FolioConfig(dewarp=DewarpConfig(enabled=True)))
 
 
 def _photo(page: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -74,10 +76,10 @@ def test_a_full_bleed_scan_and_an_upright_page_on_a_scanner_bed_are_left_alone(p
 
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
-def test_a_turned_page_comes_back_upright(page, stage, turns):
+def test_a_turned_page_comes_back_upright(page, models, turns):
     img, _ = page
     turned = np.ascontiguousarray(np.rot90(img, turns))  # counterclockwise
-    flat, geo = Dewarper(DewarpConfig(), stage.recognizer)(turned)
+    flat, geo = Dewarper(DewarpConfig(), models.recognizer)(turned)
     assert geo.rotation == 90 * turns and geo.skew_deg == 0.0
     assert flat.shape == img.shape
     assert np.abs(flat.astype(int) - img.astype(int)).mean() < 2.0
@@ -88,7 +90,7 @@ def test_labels_up_the_margin_do_not_turn_a_page_whose_text_runs_across(page, mo
     other direction is read too; two labels printed up the margin (a form number) may read better
     than the page's own lines, but they are far fewer lines, so the page is not turned (a FUNSD form
     and a SROIE receipt were turned by 270 degrees this way)."""
-    import pipeline.dewarp as dewarp
+    import pipeline.imaging.dewarp as dewarp
 
     img, gt = page
     h, w = img.shape[:2]
@@ -117,7 +119,7 @@ def test_labels_up_the_margin_do_not_turn_a_page_whose_text_runs_across(page, mo
 
 def test_a_direction_with_one_readable_line_is_not_judged(page, monkeypatch):
     """One line is too easily misread to turn a page on; blobs that read as nothing (rules) do not count."""
-    import pipeline.dewarp as dewarp
+    import pipeline.imaging.dewarp as dewarp
 
     img, _ = page
     monkeypatch.setattr(dewarp, "text_angle", lambda ink, max_skew: (0.0, 3.0, 2.0, 90.0))
@@ -136,14 +138,14 @@ def test_a_direction_with_one_readable_line_is_not_judged(page, monkeypatch):
     assert "no text lines to check which way up" in geo.skipped
 
 
-def test_the_line_classifier_spares_reading_clearly_upright_pages_but_never_turns_one(page, stage):
+def test_the_line_classifier_spares_reading_clearly_upright_pages_but_never_turns_one(page, models):
     """The classifier's quick look only ever skips the check; turning a page is the recogniser's call."""
     img, _ = page
     calls = []
 
     def recognize(crops):
         calls.append(len(crops))
-        return stage.recognizer(crops)
+        return models.recognizer(crops)
 
     flat, geo = Dewarper(DewarpConfig(), recognize, lambda crops: np.zeros(len(crops)))(img)
     assert calls == [] and geo.rotation == 0 and flat is img
@@ -155,9 +157,11 @@ def test_the_line_classifier_spares_reading_clearly_upright_pages_but_never_turn
     calls.clear()
     flat, geo = Dewarper(DewarpConfig(), recognize, lambda crops: np.ones(len(crops)))(img)
     assert calls and geo.rotation == 0 and flat is img
-    # the real classifier on the real page
-    flat, geo = stage.dewarper(upside_down)
-    assert geo.rotation == 180
+    # the real classifier on the real page, as the dewarp stage uses it
+    from pipeline.stages.dewarp import DewarpStage
+
+    [turned] = DewarpStage(FolioConfig(dewarp=DewarpConfig(enabled=True)), models)([PageImage("d", "d", 0, upside_down)])
+    assert turned.dewarp.rotation == 180 and turned.geometry is not None and turned.timings.dewarp > 0
 
 
 @pytest.mark.parametrize("kind", ["shear", "rotation"])
@@ -210,24 +214,25 @@ def test_curl_model_recovers_a_known_bend():
         assert np.abs((fitted - fitted[20]) - (truth - truth[20])).max() < 3.0
 
 
-def test_a_curled_page_is_straightened_and_polygons_map_back(tmp_path, stage):
+def test_a_curled_page_is_straightened_and_polygons_map_back(tmp_path):
+    from pipeline.stages.factory import create_page_stage
+
     (path,) = synth.generate(tmp_path, 1, "book", seed=5, formats=("png",), damage=False, dpi=100, distort="curl")
     gt = json.loads(path.with_suffix(".json").read_text())["pages"][0]
     img = np.asarray(Image.open(path).convert("RGB"))
-    out = stage({"doc_id": np.array(["d"], object), "page_index": np.array([0]), "image": _col(img)})
-    assert out["curl_corrected"][0] is True and out["status"][0] == "ok"
-    lines = out["lines"][0]
+    [page] = create_page_stage(FolioConfig(dewarp=DewarpConfig(enabled=True)))([PageImage("d", "d", 0, img)])
+    assert page.dewarp.curl_corrected is True and page.status == "ok" and page.geometry is None
     gt_lines = [ln for ln in gt["lines"] if ln["text"]]
     matched = sum(
-        1 for g in gt_lines if any(polygon_iou(g["polygon"], ln["polygon"]) >= 0.5 for ln in lines)
+        1 for g in gt_lines if any(polygon_iou(g["polygon"], ln.polygon) >= 0.5 for ln in page.lines)
     )
     assert matched >= 0.9 * len(gt_lines)
-
-
-def _col(image: np.ndarray) -> np.ndarray:
-    col = np.empty(1, dtype=object)
-    col[0] = image
-    return col
+    # words follow their lines back through the curl: each lies on its line, left to right
+    for line in page.lines:
+        xs = [np.mean([x for x, _ in w.polygon]) for w in line.words]
+        assert xs == sorted(xs)
+        for w in line.words:
+            assert polygon_iou(w.polygon, line.polygon) > 0
 
 
 @pytest.mark.parametrize(
@@ -240,10 +245,10 @@ def _col(image: np.ndarray) -> np.ndarray:
     ],
     ids=["blank", "noise", "tiny", "black"],
 )
-def test_degenerate_pages_are_skipped_and_say_why(image, stage):
-    flat, geo = Dewarper(DewarpConfig(), stage.recognizer)(image)
+def test_degenerate_pages_are_skipped_and_say_why(image, models):
+    flat, geo = Dewarper(DewarpConfig(), models.recognizer)(image)
     assert flat is image and geo.identity and geo.skipped
-    assert geo.as_row() == {"rotation": 0, "skew_deg": 0.0, "quad": None, "curl_corrected": False}
+    assert geo.record() == Dewarp(0, 0.0, None, False, geo.skipped)
 
 
 def test_torch_grid_sample_matches_opencv_remap(page):
@@ -255,7 +260,7 @@ def test_torch_grid_sample_matches_opencv_remap(page):
     skewed = cv2.warpAffine(img, m, (w, h), borderValue=(255, 255, 255))
     _, geo = Dewarper(DewarpConfig(remap="opencv"))(skewed)
     assert geo.skew_deg != 0.0
-    from pipeline.dewarp import CurlModel
+    from pipeline.imaging.dewarp import CurlModel
 
     coef = np.zeros((5, 3))
     coef[1, 0] = 12.0
@@ -271,7 +276,7 @@ def test_torch_grid_sample_matches_opencv_remap(page):
 
 def test_remap_grids_agree_with_the_point_map():
     """The pixels of the flat page come from where its polygons are mapped back to (within half a pixel)."""
-    from pipeline.dewarp import CurlModel
+    from pipeline.imaging.dewarp import CurlModel
 
     coef = np.zeros((5, 3))
     coef[1, 0], coef[0, 1] = 12.0, 5.0
@@ -291,22 +296,24 @@ def test_the_pages_row_says_what_dewarping_did(tmp_path):
 
     import pyarrow.dataset as ds
 
-    from pipeline import synth
     from pipeline.config import load_config
-    from pipeline.runner.local import run_local
+    from pipeline.run import run
 
     src = tmp_path / "src"
     synth.generate(src, 1, "invoice", seed=3, formats=("png",), damage=False, dpi=100, distort="rotate")
     truth = json.loads(next(src.glob("*.json")).read_text())["pages"][0]["distortion"]["rotation"]
     config = load_config(overrides={"dewarp.enabled": True, "detection.max_side_len": 960}, environ={})
-    run_local(str(src), str(tmp_path / "out"), config, progress=False, exclude=("*.json",))
+    run(str(src), str(tmp_path / "out"), config, progress=False, exclude=("*.json",))
     (page,) = ds.dataset(tmp_path / "out" / "pages", partitioning="hive").to_table().to_pylist()
     assert page["status"] == "ok" and page["text"]
     assert (page["rotation"] - truth) % 360 == 0 or (page["rotation"] + truth) % 360 == 0
     assert page["rotation"] != 0 and page["curl_corrected"] is False
-    # polygons are in the pixels of the image as it was stored (rotated), not of the upright page
+    # polygons, of lines and of words, are in the pixels of the image as it was stored (rotated), not of
+    # the upright page
     h, w = page["height"], page["width"]
     assert all(0 <= x <= w and 0 <= y <= h for line in page["lines"] for x, y in line["polygon"])
+    words = [word for line in page["lines"] for word in line["words"]]
+    assert words and all(0 <= x <= w + 1 and 0 <= y <= h + 1 for word in words for x, y in word["polygon"])
 
 
 def test_folio_dewarp_check_and_samples_report_what_was_found(tmp_path):
@@ -314,7 +321,6 @@ def test_folio_dewarp_check_and_samples_report_what_was_found(tmp_path):
     OCRs photos both ways and says so for photos without reference text."""
     from click.testing import CliRunner
 
-    from pipeline import synth
     from pipeline.cli import main
 
     src = tmp_path / "rot"

@@ -6,16 +6,14 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from pipeline import synth
-from pipeline.benchmark import _parse_tsv_lines, detect_format
+from measure.evaluate import detect_format
+from measure.systems import _parse_tsv_lines
 from pipeline.cli import main
 
 
 @pytest.fixture(scope="module")
-def synth_set(tmp_path_factory):
-    src = tmp_path_factory.mktemp("synth_eval")
-    synth.generate(src, 2, "invoice", seed=11, formats=("png", "jpeg"), damage=False)
-    return src
+def synth_set(scans):
+    return scans(("invoice", 2, 11, ("png", "jpeg"), False), truth=True)
 
 
 def test_eval_scores_folio_on_synthetic_pages(synth_set, tmp_path):
@@ -59,7 +57,7 @@ def test_bench_compares_folio_with_peers(synth_set, tmp_path):
 
 
 def test_merge_runs_takes_the_median_timing_and_the_highest_peaks():
-    from pipeline.benchmark import merge_runs
+    from measure.bench.core import merge_runs
 
     def run(seconds, rss, cpu, ocr_peak, started):
         return {"system": "folio-ray", "pages": 10, "seconds": [seconds], "pages_per_s": 10 / seconds,
@@ -78,8 +76,8 @@ def test_merge_runs_takes_the_median_timing_and_the_highest_peaks():
 def test_a_bench_rerun_replaces_its_section(tmp_path):
     """The heading is the command without where its report went, so a rerun with another --json
     path replaces its table; what the file says before its first table stays."""
-    from pipeline.benchmark import update_markdown
-    from pipeline.cli import _bench_args
+    from measure.bench.report import update_markdown
+    from measure.cli import _bench_args
 
     args = ["../eval/funsd", "--limit", "30", "--json", "/tmp/a.json", "--markdown=x.md", "--repeat", "3"]
     assert _bench_args(args) == ["../eval/funsd", "--limit", "30", "--repeat", "3"]
@@ -112,10 +110,12 @@ def test_tesseract_tsv_lines():
     assert [l[1] for l in pred.lines] == ["Hello world", "Next"]
     assert pred.lines[0][0] == [[10, 20], [85, 20], [85, 32], [10, 32]]
     assert pred.lines[0][2] == pytest.approx(0.8)
+    assert pred.words == [([[10, 20], [40, 20], [40, 30], [10, 30]], "Hello"), ([[45, 21], [85, 21], [85, 32], [45, 32]], "world"),
+                          ([[10, 60], [40, 60], [40, 70], [10, 70]], "Next")]
 
 
 def test_benchmark_markdown_keeps_other_commands_tables(tmp_path):
-    from pipeline.benchmark import update_markdown
+    from measure.bench.report import update_markdown
 
     md = tmp_path / "benchmarks.md"
     update_markdown(md, "folio bench a", "| table a |")
@@ -128,15 +128,15 @@ def test_benchmark_markdown_keeps_other_commands_tables(tmp_path):
 
 
 def test_the_null_stage_runs_the_pipeline_without_reading(synth_set, tmp_path):
-    """`plugins.stage=pipeline.benchmark:null_stage` measures a runner alone: every page gets the same
+    """`plugins.stage=measure.systems:null_stage` measures a runner alone: every page gets the same
     40 lines, in the pipeline's own row shape, and nothing is recognised."""
     import pyarrow.dataset as ds
 
     from pipeline.config import load_config
-    from pipeline.runner.local import run_local
+    from pipeline.run import run
 
-    config = load_config(overrides={"plugins.stage": "pipeline.benchmark:null_stage"}, environ={})
-    summary = run_local(str(synth_set), str(tmp_path / "out"), config, progress=False, exclude=("*.json",))
+    config = load_config(overrides={"plugins.stage": "measure.systems:null_stage"}, environ={})
+    summary = run(str(synth_set), str(tmp_path / "out"), config, progress=False, exclude=("*.json",))
     assert summary.documents == 2 and summary.ok == 2
     pages = ds.dataset(tmp_path / "out" / "pages", partitioning="hive").to_table().to_pylist()
     assert len(pages) == 2

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.datasets import GtLine, GtPage
-from pipeline.evaluate import (
+from measure.datasets import GtLine, GtPage
+from measure.scoring import (
     PageScore,
     cer,
     detection_counts,

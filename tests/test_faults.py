@@ -8,7 +8,6 @@ boto3 is never patched.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,33 +19,33 @@ import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
-from pipeline import synth
-from pipeline.catalog import read_table
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
+from pipeline.output.catalog import read_table
+from tests.conftest import FAST as FAST_CONFIG
 from tests.faultproxy import FaultProxy, clean, every
 
 boto3 = pytest.importorskip("boto3")
 
+#: Every test here starts processes and kills some of them: the reliability tier (`make test` runs it
+#: after the fast tier).
+pytestmark = pytest.mark.reliability
+
 REPO = Path(__file__).resolve().parent.parent
-FAST = ["--set", "detection.max_side_len=960", "--quiet"]
+FAST = [arg for key, value in FAST_CONFIG.items() for arg in ("--set", f"{key}={value}")] + ["--quiet"]
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("fault_scans")
-    synth.generate(src, 4, "invoice", seed=51, formats=("png", "pdf"), damage=False, dpi=100)
-    for p in src.glob("*.json"):
-        p.unlink()
-    return src
+def fault_scans(scans) -> Path:
+    return scans(("invoice", 4, 51, ("png", "pdf"), False), dpi=100)
 
 
 @pytest.fixture()
-def buckets(s3_endpoint, scans):
+def buckets(s3_endpoint, fault_scans):
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     names = {k: f"folio-{k}-{uuid.uuid4().hex[:8]}" for k in ("in", "out")}
     for name in names.values():
         client.create_bucket(Bucket=name)
-    for f in sorted(scans.iterdir()):
+    for f in sorted(fault_scans.iterdir()):
         client.upload_file(str(f), names["in"], f"scans/{f.name}")
     return client, names
 
@@ -60,7 +59,7 @@ def _run(proxy_url: str, src: str, dest: str, *extra: str):
     return CliRunner().invoke(main, ["run", src, dest, "--set", f"storage.endpoint_url={proxy_url}", *FAST, *extra])
 
 
-def test_throttling_and_connection_resets_are_retried(buckets, s3_endpoint, scans, reliability):
+def test_throttling_and_connection_resets_are_retried(buckets, s3_endpoint, fault_scans, reliability):
     client, b = buckets
     src, dest = f"s3://{b['in']}/scans", f"s3://{b['out']}/folio"
     with FaultProxy(s3_endpoint, every(3)) as proxy:
@@ -68,14 +67,14 @@ def test_throttling_and_connection_resets_are_retried(buckets, s3_endpoint, scan
         assert result.exit_code == EXIT_OK, result.output
         assert proxy.faults.get("slowdown", 0) >= 1 and proxy.faults.get("reset", 0) >= 1, proxy.faults
     docs = read_table(dest, "documents").to_pylist()
-    assert sorted(d["source_uri"].rsplit("/", 1)[1] for d in docs) == sorted(p.name for p in scans.iterdir())
+    assert sorted(d["source_uri"].rsplit("/", 1)[1] for d in docs) == sorted(p.name for p in fault_scans.iterdir())
     assert all(d["status"] == "ok" for d in docs)
     reliability("fault", "S3: every 3rd request answered 503 SlowDown or reset",
                 f"{proxy.faults.get('slowdown', 0)} SlowDown and {proxy.faults.get('reset', 0)} resets retried; "
                 f"all {len(docs)} documents ok, exit 0")
 
 
-def test_an_outage_longer_than_the_retry_budget_fails_loudly_and_a_rerun_completes(buckets, s3_endpoint, scans,
+def test_an_outage_longer_than_the_retry_budget_fails_loudly_and_a_rerun_completes(buckets, s3_endpoint, fault_scans,
                                                                                    reliability):
     client, b = buckets
     src, dest = f"s3://{b['in']}/scans", f"s3://{b['out']}/folio"
@@ -105,7 +104,7 @@ def test_an_outage_longer_than_the_retry_budget_fails_loudly_and_a_rerun_complet
         assert result.exit_code == EXIT_OK, result.output
     docs = read_table(dest, "documents").to_pylist()
     names = [d["source_uri"].rsplit("/", 1)[1] for d in docs]
-    assert sorted(names) == sorted(p.name for p in scans.iterdir())  # each input exactly once
+    assert sorted(names) == sorted(p.name for p in fault_scans.iterdir())  # each input exactly once
     assert all(d["status"] == "ok" for d in docs)
     reliability("fault", "S3: store down for reads and writes beyond the retry budget",
                 "run exits 3 naming the storage error, no Parquet visible; the rerun writes each of the "
@@ -117,11 +116,12 @@ def _parquet_rows(dest: Path, table: str) -> list[dict]:
     return ds.dataset(dest / table, partitioning="hive").to_table().to_pylist() if (dest / table).exists() else []
 
 
-def test_driver_killed_at_random_points_loses_and_duplicates_nothing(scans, tmp_path, reliability):
+def test_driver_killed_at_random_points_loses_and_duplicates_nothing(fault_scans, tmp_path, reliability):
     import random
 
     rng = random.Random(7)
     dest = tmp_path / "out"
+    scans = fault_scans
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(scans), str(dest), *FAST,
            "--set", "runner.flush_documents=1", "--set", "runner.batch_pages=1", "--set", "output.orphan_after_s=0"]
     def written() -> int:
@@ -157,31 +157,31 @@ def test_driver_killed_at_random_points_loses_and_duplicates_nothing(scans, tmp_
                 f"each of the {len(docs)} documents and {len(keys)} pages once; no partial file visible")
 
 
-def test_a_run_that_died_between_its_two_writes_leaves_no_extra_pages(scans, tmp_path, reliability):
+def test_a_run_that_died_between_its_two_writes_leaves_no_extra_pages(fault_scans, tmp_path, reliability):
     """The narrow window a random kill rarely hits, made certain: pages written, documents not."""
     import datetime as dt
 
     from pipeline.config import load_config
-    from pipeline.output import DatasetWriter, _to_parquet, retire_orphan_pages
-    from pipeline.runner.local import run_local
-    from pipeline.schema import PAGES
+    from pipeline.output.parquet import DatasetWriter, retire_orphan_pages
+    from pipeline.run import run
 
+    scans = fault_scans
     dest = tmp_path / "out"
-    config = load_config(overrides={"detection.max_side_len": 960, "runner.flush_documents": 1}, environ={})
+    config = load_config(overrides={**FAST_CONFIG, "runner.flush_documents": 1}, environ={})
     writes = []
     real = DatasetWriter.write_shard
 
-    def dies_after_pages(self, shard, documents, pages):
+    def dies_after_pages(self, shard, documents, pages, fingerprint):
         if len(writes) == 1:  # the second shard: its pages land, then the driver "dies"
-            self.storage.write_atomic(self._path("pages", shard), _to_parquet(pages, PAGES, "zstd"))
+            real(self, shard, [], pages, fingerprint)
             raise KeyboardInterrupt("driver killed")
         writes.append(shard)
-        return real(self, shard, documents, pages)
+        return real(self, shard, documents, pages, fingerprint)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(DatasetWriter, "write_shard", dies_after_pages)
     with pytest.raises(KeyboardInterrupt):
-        run_local(str(scans), str(dest), config, progress=False)
+        run(str(scans), str(dest), config, progress=False)
     mp.undo()
     orphan_pages = len(_parquet_rows(dest, "pages"))
     assert orphan_pages > len(_parquet_rows(dest, "documents"))  # the dead run's extra pages are visible...
@@ -189,7 +189,7 @@ def test_a_run_that_died_between_its_two_writes_leaves_no_extra_pages(scans, tmp
     assert retire_orphan_pages(str(dest), older_than_s=3600) == []
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
     assert len(retire_orphan_pages(str(dest), older_than_s=3600, now=later)) == 1
-    run_local(str(scans), str(dest), config, progress=False)
+    run(str(scans), str(dest), config, progress=False)
     docs = _parquet_rows(dest, "documents")
     pages = _parquet_rows(dest, "pages")
     keys = [(p["doc_id"], p["page_index"]) for p in pages]
@@ -218,15 +218,16 @@ def ray_with_plugins(tmp_path_factory):
 def _worker_config(plugin: str, **extra):
     from pipeline.config import load_config
 
-    return load_config(overrides={"detection.max_side_len": 960, "plugins.stage": plugin, "runner.batch_pages": 2,
+    return load_config(overrides={**FAST_CONFIG, "plugins.stage": plugin, "runner.batch_pages": 2,
                                   "ray.ocr_num_cpus": 1, "engine.intra_op_threads": 1, **extra}, environ={})
 
 
-def test_an_actor_killed_mid_batch_loses_nothing(scans, tmp_path, ray_with_plugins, reliability):
-    from pipeline.runner.ray_data import run_ray
+def test_an_actor_killed_mid_batch_loses_nothing(fault_scans, tmp_path, ray_with_plugins, reliability):
+    from pipeline.run import run
 
-    summary = run_ray(str(scans), str(tmp_path / "out"), _worker_config("tests.plugins.faulty:killed_once"),
-                      progress=False)
+    scans = fault_scans
+    summary = run(str(scans), str(tmp_path / "out"), _worker_config("tests.plugins.faulty:killed_once"),
+                  runner="ray", progress=False)
     assert ray_with_plugins.exists(), "no worker was killed: nothing was tested"
     docs = _parquet_rows(tmp_path / "out", "documents")
     assert sorted(Path(d["source_uri"]).name for d in docs) == sorted(p.name for p in scans.iterdir())
@@ -237,14 +238,15 @@ def test_an_actor_killed_mid_batch_loses_nothing(scans, tmp_path, ray_with_plugi
                 f"actor restarted, batch retried page by page; all {len(docs)} documents ok, each once")
 
 
-def test_a_page_that_kills_its_worker_every_time_becomes_an_error_row(scans, tmp_path, ray_with_plugins,
+def test_a_page_that_kills_its_worker_every_time_becomes_an_error_row(fault_scans, tmp_path, ray_with_plugins,
                                                                       reliability):
     import numpy as np
     from PIL import Image
 
-    from pipeline.runner.ray_data import run_ray
+    from pipeline.run import run
     from tests.plugins.faulty import POISON_SHAPE
 
+    scans = fault_scans
     src = tmp_path / "src"
     src.mkdir()
     for p in sorted(scans.glob("*.png")):
@@ -256,7 +258,7 @@ def test_a_page_that_kills_its_worker_every_time_becomes_an_error_row(scans, tmp
     config = _worker_config("tests.plugins.faulty:oom_on_poison", **{"ray.max_page_attempts": 2,
                                                                    "runner.ocr_threads": 2})
     t0 = time.monotonic()
-    summary = run_ray(str(src), str(tmp_path / "out"), config, progress=False)
+    summary = run(str(src), str(tmp_path / "out"), config, runner="ray", progress=False)
     assert time.monotonic() - t0 < 300
     docs = {Path(d["source_uri"]).name: d for d in _parquet_rows(tmp_path / "out", "documents")}
     assert sorted(docs) == sorted(p.name for p in src.iterdir())

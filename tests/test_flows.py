@@ -6,7 +6,6 @@ boto3 exactly as in production. Shards run on a local Ray (2 CPUs).
 
 from __future__ import annotations
 
-import io
 import re
 import uuid
 from pathlib import Path
@@ -15,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import synth
-from pipeline.catalog import latest_documents, read_table
+from pipeline.output.catalog import latest_documents, read_table
 from tests import badinputs
-from tests.conftest import SECRET
+from tests.conftest import FAST as FAST_CONFIG
+from tests.conftest import SECRET, SMALL_RAY
 
 boto3 = pytest.importorskip("boto3")
 ray = pytest.importorskip("ray")
@@ -32,7 +31,7 @@ from flows.invoices import invoices_flow  # noqa: E402
 from flows.reprocess import reprocess_flow  # noqa: E402
 
 #: Small pages and detection sizes keep a flow run to seconds on 2 cores; no retry delay.
-FAST = {"detection.max_side_len": 960, "jobs.retry_delay_s": 0, "jobs.max_error_rate": 1.0, "ray.ocr_num_cpus": 1, "ray.decode_num_cpus": 0.5}
+FAST = {**FAST_CONFIG, **SMALL_RAY, "jobs.retry_delay_s": 0, "jobs.max_error_rate": 1.0}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -53,12 +52,11 @@ def cluster(s3_endpoint):
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory) -> Path:
+def flow_scans(scans, tmp_path_factory) -> Path:
     """Five small synthetic documents and one empty file (an error row)."""
-    src = tmp_path_factory.mktemp("scans")
-    synth.generate(src, 5, "invoice", seed=31, formats=("png", "jpeg"), damage=False, dpi=100)
-    for p in src.glob("*.json"):
-        p.unlink()
+    src = tmp_path_factory.mktemp("flow_scans")
+    for p in scans(("invoice", 5, 31, ("png", "jpeg"), False), dpi=100).iterdir():
+        (src / p.name).write_bytes(p.read_bytes())
     (src / "empty.pdf").write_bytes(badinputs.zero_bytes())
     return src
 
@@ -99,10 +97,10 @@ def _table_value(markdown: str, metric: str) -> str:
     return match.group(1)
 
 
-def test_archive_new_only_then_nothing_then_reprocess_by_fingerprint(harness, cluster, s3, scans):
+def test_archive_new_only_then_nothing_then_reprocess_by_fingerprint(harness, cluster, s3, flow_scans):
     client, b = s3
     source, dest = f"s3://{b['in']}/scans", f"s3://{b['out']}/folio"
-    files = sorted(scans.iterdir())
+    files = sorted(flow_scans.iterdir())
     first, later = [f for f in files if f.name != files[-1].name][:4], files[-1:]
     _upload(client, b["in"], first)
 
@@ -110,7 +108,7 @@ def test_archive_new_only_then_nothing_then_reprocess_by_fingerprint(harness, cl
     state = archive_flow(source, dest, sets=FAST, return_state=True)
     assert state.is_completed(), state
     report = state.result()
-    assert (report.planned, report.already_done, report.documents) == (4, 0, 4)
+    assert (report.planned, report.already_done, report.tally.documents) == (4, 0, 4)
     docs = _docs(dest)
     assert len(docs) == 4 and len({d["source_uri"] for d in docs}) == 4
     # the artifact says what the Parquet holds
@@ -118,7 +116,7 @@ def test_archive_new_only_then_nothing_then_reprocess_by_fingerprint(harness, cl
     assert SECRET not in md and "X-Amz-Signature" not in md  # no credentials or presigned URLs in reports
     pages = read_table(dest, "pages", ["doc_id"]).num_rows
     assert _table_value(md, "documents") == str(len(docs))
-    assert _table_value(md, "pages") == str(pages)
+    assert _table_value(md, "pages") == f"{pages} (0 failed)"
     failed = [d for d in docs if d["status"] != "ok"]
     assert _table_value(md, "ok / partial / error") == f"{len(docs) - len(failed)} / 0 / {len(failed)}"
     for d in failed:
@@ -127,13 +125,13 @@ def test_archive_new_only_then_nothing_then_reprocess_by_fingerprint(harness, cl
     # 2. new objects arrive: only they are processed
     _upload(client, b["in"], later)
     report = archive_flow(source, dest, sets=FAST)
-    assert (report.planned, report.already_done, report.documents) == (1, 4, 1)
+    assert (report.planned, report.already_done, report.tally.documents) == (1, 4, 1)
     docs = _docs(dest)
     assert len(docs) == 5 and len({d["source_uri"] for d in docs}) == 5
 
     # 3. nothing new: nothing done, nothing written
     report = archive_flow(source, dest, sets=FAST)
-    assert (report.planned, report.documents, report.run_ids) == (0, 0, [])
+    assert (report.planned, report.tally.documents, report.run_ids) == (0, 0, [])
     assert len(_docs(dest)) == 5
 
     # 4. a config change; reprocess what is stale under it: exactly those, once
@@ -141,23 +139,23 @@ def test_archive_new_only_then_nothing_then_reprocess_by_fingerprint(harness, cl
     old_fp = {d["config_fingerprint"] for d in docs}
     assert len(old_fp) == 1
     report = reprocess_flow(dest, sets=changed, error_codes=["empty_file"])  # a narrower selection first
-    assert report.documents == 1
+    assert report.tally.documents == 1
     latest = {d["source_uri"]: d for d in latest_documents(dest, per="source_uri").to_pylist()}
     assert latest[f"{source}/empty.pdf"]["config_fingerprint"] not in old_fp
     report = reprocess_flow(dest, sets=changed, stale=True)
-    assert report.documents == 4  # the empty file is already current
+    assert report.tally.documents == 4  # the empty file is already current
     latest = latest_documents(dest, per="source_uri").to_pylist()
     assert len(latest) == 5 and len({d["config_fingerprint"] for d in latest}) == 1
     assert latest[0]["config_fingerprint"] == report.fingerprint != next(iter(old_fp))
     assert len(_docs(dest)) == 10  # old rows stay; readers take the newest per doc_id
     report = reprocess_flow(dest, sets=changed, stale=True)
-    assert report.documents == 0
+    assert report.tally.documents == 0
 
 
-def test_a_failed_shard_is_retried_and_each_document_lands_once(harness, cluster, s3, scans, monkeypatch):
+def test_a_failed_shard_is_retried_and_each_document_lands_once(harness, cluster, s3, flow_scans, monkeypatch):
     client, b = s3
     source, dest = f"s3://{b['in']}/scans", f"s3://{b['out']}/folio"
-    _upload(client, b["in"], sorted(scans.iterdir()))
+    _upload(client, b["in"], sorted(flow_scans.iterdir()))
     real = common.SHARD_RUNNERS["ray"]
     calls = []
 
@@ -173,19 +171,19 @@ def test_a_failed_shard_is_retried_and_each_document_lands_once(harness, cluster
     report = archive_flow(source, dest, sets=FAST | {"jobs.shard_retries": 1})
     assert calls == [6, 6]
     docs = _docs(dest)
-    assert sorted(d["source_uri"] for d in docs) == sorted(f"{source}/{f.name}" for f in scans.iterdir())
+    assert sorted(d["source_uri"] for d in docs) == sorted(f"{source}/{f.name}" for f in flow_scans.iterdir())
     pages = read_table(dest, "pages", ["doc_id", "page_index"]).to_pylist()
     assert len(pages) == len({(p["doc_id"], p["page_index"]) for p in pages})
     # the report counts both attempts' rows: 3 from the failed attempt, 3 from the retry
-    assert report.documents == 6 and len(report.run_ids) == 1
+    assert report.tally.documents == 6 and len(report.run_ids) == 1
     assert {d["run_id"].rsplit("-", 1)[1] for d in docs} == {"a1", "a2"}
 
 
-def test_invoices_alert_on_error_rate_and_deadline(harness, cluster, s3, scans, tmp_path):
+def test_invoices_alert_on_error_rate_and_deadline(harness, cluster, s3, flow_scans, tmp_path):
     client, b = s3
     src = tmp_path / "inv"
     src.mkdir()
-    good = sorted(scans.glob("*.png"))[0]
+    good = sorted(flow_scans.glob("*.png"))[0]
     (src / "a.png").write_bytes(good.read_bytes())
     (src / "b.pdf").write_bytes(badinputs.truncated_pdf())
     _upload(client, b["in"], sorted(src.iterdir()))
@@ -198,8 +196,8 @@ def test_invoices_alert_on_error_rate_and_deadline(harness, cluster, s3, scans, 
     assert len(_docs(dest)) == 2
 
     # A deadline already passed before the second shard: one shard runs, the run fails, the rest waits.
-    (src / "c.png").write_bytes(sorted(scans.glob("*.jp*g"))[0].read_bytes())
-    (src / "d.png").write_bytes(sorted(scans.glob("*.png"))[1].read_bytes())
+    (src / "c.png").write_bytes(sorted(flow_scans.glob("*.jp*g"))[0].read_bytes())
+    (src / "d.png").write_bytes(sorted(flow_scans.glob("*.png"))[1].read_bytes())
     _upload(client, b["in"], [src / "c.png", src / "d.png"])
     state = invoices_flow(source, dest, sets=FAST, shard_size=1, deadline_minutes=1e-6, return_state=True)
     assert isinstance(state.result(raise_on_failure=False), common.DeadlinePassed)
@@ -239,6 +237,8 @@ def test_cli_runs_a_flow_and_maps_failures_to_exit_codes(harness, tmp_path):
     from click.testing import CliRunner
 
     from pipeline.cli import main
+
+    from measure import synth
 
     src = tmp_path / "in"
     synth.generate(src, 1, "invoice", seed=5, formats=("png",), damage=False, dpi=100)
@@ -294,3 +294,17 @@ def test_prefect_yaml_agrees_with_the_deployments_served(monkeypatch):
     assert by_name["archive-nightly"].schedules[0].schedule.cron == "0 2 * * *"
     assert by_name["invoices-15min"].schedules[0].schedule.interval.total_seconds() == 900
     assert not by_name["reprocess"].schedules
+
+
+def test_demo_runs_the_archive_flow_and_says_how_to_read_the_output(harness, cluster, tmp_path):
+    """`make demo`: a few synthetic scans in a local folder through the archive flow on a local Ray."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from tests.conftest import read_rows
+
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--pages", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "3 documents, 3 pages, 0 failed" in result.output
+    assert "read_parquet(" in result.output and "partitioning='hive'" in result.output
+    assert len(read_rows(tmp_path / "demo" / "output", "pages")) == 3

@@ -22,9 +22,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import hostile
+from measure import hostile
 from pipeline.config import DecodeConfig, FolioConfig, load_config
-from pipeline.decode import SUPPORTED_MIME_TYPES, open_document, sniff
+from pipeline.io.decode import SUPPORTED_MIME_TYPES, open_document, sniff
 from pipeline.errors import ConfigError, FolioError
 
 #: Small limits so a mutated header that declares a big page still decodes in milliseconds.

@@ -1,4 +1,4 @@
-"""The hostile-input corpus (pipeline/hostile.py): every case gets its expected outcome, in bounded
+"""The hostile-input corpus (measure/hostile.py): every case gets its expected outcome, in bounded
 time and memory, through `folio run` and the Ray runner, with good documents in the same batch unaffected.
 """
 
@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
-from pipeline import hostile, synth
+from measure import hostile
 from pipeline.cli import EXIT_DOCUMENTS_FAILED, main
 from pipeline.config import DecodeConfig, load_config
-from pipeline.decode import open_document
+from pipeline.io.decode import open_document
 from pipeline.errors import FolioError
+from tests.conftest import SMALL_RAY, TWO_INVOICES, read_rows
 
 #: The corpus's own limits plus settings that only make the test cheaper (outcomes do not depend on them):
 #: low-resolution PDFs, small detection sizes, and a max_pixels that still lets a 200-inch page through.
@@ -40,16 +41,16 @@ REQUIRED = {
 }
 
 
-def _rows(dest: Path, table: str) -> list[dict]:
-    return ds.dataset(dest / table, partitioning="hive").to_table().to_pylist()
+_rows = read_rows
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[Path, dict[str, hostile.HostileCase], list[Path]]:
+def corpus(scans, tmp_path_factory) -> tuple[Path, dict[str, hostile.HostileCase], list[Path]]:
     """The hostile corpus and two good synthetic documents, in one source folder."""
     src = tmp_path_factory.mktemp("hostile_src")
     written = hostile.generate(src / "hostile")
-    good = synth.generate(src / "good", 2, "invoice", seed=41, formats=("png", "pdf"), damage=False, dpi=100)
+    shutil.copytree(scans(TWO_INVOICES, dpi=100), src / "good")
+    good = sorted((src / "good").iterdir())
     by_path = {str(p.resolve()): case for p, case in written}
     return src, by_path, [p.resolve() for p in good]
 
@@ -221,19 +222,11 @@ def test_folio_run_gives_every_case_its_outcome_and_finishes_the_batch(corpus, l
                 seconds=_BATCH_SECONDS["local"])
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
 def test_ray_runner_gives_the_same_outcomes(corpus, local_run, local_ray, tmp_path, reliability):
-    from pipeline.runner.ray_data import run_ray
+    from pipeline.run import run
 
-    config = load_config(overrides={**OVERRIDES, "ray.ocr_num_cpus": 1, "ray.decode_num_cpus": 0.5}, environ={})
-    summary = run_ray(str(corpus[0]), str(tmp_path), config, progress=False, exclude=("*.json",))
+    config = load_config(overrides={**OVERRIDES, **SMALL_RAY}, environ={})
+    summary = run(str(corpus[0]), str(tmp_path), config, runner="ray", progress=False, exclude=("*.json",))
     assert summary.documents == len(corpus[1]) + len(corpus[2])
     ray_rows = _check_outcomes(tmp_path, corpus)
     local_rows = {d["source_uri"]: d for d in _rows(local_run[0], "documents")}

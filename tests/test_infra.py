@@ -695,7 +695,7 @@ def test_kubernetes_work_pool_reaches_the_ray_cluster():
 
 def test_configmap_configs_match_the_repository_configs(tmp_path):
     """A RayJob and a flow run of the same job must share a fingerprint, or each redoes the other's documents."""
-    from pipeline.config import config_fingerprint
+    from pipeline.run import fingerprint
 
     shared = [k for k in _configmap_configs() if (ROOT / "configs" / k).is_file()]
     assert "archive.yaml" in shared, "configs/archive.yaml is the archive job's config"
@@ -703,7 +703,7 @@ def test_configmap_configs_match_the_repository_configs(tmp_path):
         path = tmp_path / key
         path.write_text(_configmap_configs()[key], encoding="utf-8")
         cluster, repo = load_config(path, environ={}), load_config(ROOT / "configs" / key, environ={})
-        assert config_fingerprint(cluster) == config_fingerprint(repo), f"{key}: the ConfigMap changes the output"
+        assert fingerprint(cluster) == fingerprint(repo), f"{key}: the ConfigMap changes the output"
         assert cluster.jobs == repo.jobs, f"{key}: shard sizes, retries and alert thresholds differ from configs/{key}"
 
 

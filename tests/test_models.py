@@ -8,8 +8,15 @@ import pytest
 
 from pipeline.config import DetectionConfig, FolioConfig
 from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreprocessor, order_quad
-from pipeline.models.recognition import CTCDecoder, crop_quad, plan_buckets
-from pipeline.stages import order_lines
+from pipeline.imaging.geometry import crop_quad
+from pipeline.models.recognition import CTCDecoder, plan_buckets
+from pipeline.stages.layout import order_lines
+from pipeline.types import Line, PageImage
+
+
+def _read(readings) -> list[tuple[str, float]]:
+    """(text, confidence) of each reading."""
+    return [(r.text, r.confidence) for r in readings]
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -87,7 +94,7 @@ def test_ctc_collapses_repeats_and_drops_blanks():
     probs = np.full((1, len(seq), 5), 0.025, np.float32)
     for t, k in enumerate(seq):
         probs[0, t, k] = 0.9
-    [(text, conf)] = decoder(probs)
+    [(text, conf)] = _read(decoder(probs))
     assert text == "aab c"
     assert conf == pytest.approx(0.9)
 
@@ -95,7 +102,7 @@ def test_ctc_collapses_repeats_and_drops_blanks():
 def test_ctc_all_blank_is_empty_with_zero_confidence():
     probs = np.zeros((2, 4, 5), np.float32)
     probs[:, :, 0] = 1.0
-    assert CTCDecoder(["a", "b", "c"])(probs) == [("", 0.0), ("", 0.0)]
+    assert _read(CTCDecoder(["a", "b", "c"])(probs)) == [("", 0.0), ("", 0.0)]
 
 
 def _one_hot(seq, classes=5):
@@ -109,7 +116,7 @@ def test_ctc_space_gap_inserts_space_at_wide_blank_run():
     # a _ b _ c (6 blanks) a _ b: typical gap 1 frame, one gap of 6
     seq = [1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 1, 0, 2]
     assert CTCDecoder(["a", "b", "c"])(_one_hot(seq))[0][0] == "abcab"
-    [(text, conf)] = CTCDecoder(["a", "b", "c"], space_gap=3.0)(_one_hot(seq))
+    [(text, conf)] = _read(CTCDecoder(["a", "b", "c"], space_gap=3.0)(_one_hot(seq)))
     assert text == "abc ab"
     assert conf == pytest.approx(0.9)  # confidence is over emitted characters only
     assert CTCDecoder(["a", "b", "c"], space_gap=8.0)(_one_hot(seq))[0][0] == "abcab"  # gap not wide enough
@@ -131,7 +138,7 @@ def test_ctc_space_prob_inserts_space_the_model_nearly_emitted():
     probs = _one_hot(seq)
     probs[0, 4, 4] = 0.3  # space is runner-up in the blank run between b and c
     assert CTCDecoder(["a", "b", "c"])(probs)[0][0] == "abca"
-    [(text, conf)] = CTCDecoder(["a", "b", "c"], space_prob=0.1)(probs)
+    [(text, conf)] = _read(CTCDecoder(["a", "b", "c"], space_prob=0.1)(probs))
     assert text == "ab ca" and conf == pytest.approx(0.9)
     assert CTCDecoder(["a", "b", "c"], space_prob=0.5)(probs)[0][0] == "abca"
     probs[0, 5, 4] = 0.3  # on a character frame, not in a gap: ignored
@@ -145,18 +152,18 @@ def test_ctc_min_word_prob_drops_words_with_an_unsure_character():
     probs = _one_hot(seq)
     probs[0, 4, 3] = 0.4  # the "c" of "ca" is unsure
     assert decoder(probs)[0][0] == "ab ca bc"
-    [(text, conf)] = decoder(probs, min_word_prob=0.5)
+    [(text, conf)] = _read(decoder(probs, min_word_prob=0.5))
     assert text == "ab bc"
     assert conf == pytest.approx(0.9)  # over the characters kept
     assert decoder(probs, min_word_prob=0.3) == decoder(probs)  # nothing dropped: as without the option
-    assert decoder(probs, min_word_prob=0.95) == [("", 0.0)]  # every word dropped
+    assert _read(decoder(probs, min_word_prob=0.95)) == [("", 0.0)]  # every word dropped
     # spaces decoding inserts separate words too, and best-class decoding reads the same
     spaced = CTCDecoder(["a", "b", "c"], space_prob=0.1)
     seq = [1, 0, 2, 0, 0, 3, 0, 1]  # "ab" (a near space) "ca"
     probs = _one_hot(seq)
     probs[0, 4, 4] = 0.3
     probs[0, 0, 1] = 0.45
-    assert spaced(probs, min_word_prob=0.5) == [("ca", pytest.approx(0.9))]
+    assert _read(spaced(probs, min_word_prob=0.5)) == [("ca", pytest.approx(0.9))]
     best = probs.argmax(axis=2)
     best_p = probs.max(axis=2)
     assert spaced.decode_best(best, best_p, probs[:, :, 4], 0.5) == spaced(probs, min_word_prob=0.5)
@@ -165,17 +172,20 @@ def test_ctc_min_word_prob_drops_words_with_an_unsure_character():
 def test_the_stage_corrects_and_drops_words_but_the_dewarp_check_reads_them_as_they_are(monkeypatch):
     """recognition.lexicon and min_word_confidence apply to the stage's lines; the orientation check,
     which compares whole readings both ways up, gets the model's own reading."""
-    from pipeline.models.recognition import ALTERNATIVES
-    from pipeline.stages import OcrStage
+    from pipeline.models.bundle import OcrModels
+    from pipeline.models.recognition import ALTERNATIVES, Reading
+    from pipeline.stages.dewarp import DewarpStage
+    from pipeline.stages.ocr import OcrStage
 
     config = FolioConfig.model_validate({"recognition": {"min_word_confidence": 0.7}})
-    stage = OcrStage(config)
+    models = OcrModels.load(config)
+    stage, dewarp = OcrStage(config, models), DewarpStage(config, models)
     seen = []
-    monkeypatch.setattr(stage.recognizer.decode, "decode_best",
-                        lambda *args: seen.append(args[3:]) or [("x", 1.0)] * len(args[0]))
+    monkeypatch.setattr(models.recognizer.decode, "decode_best",
+                        lambda *args: seen.append(args[3:]) or [Reading("x", 1.0)] * len(args[0]))
     crop = np.full((48, 200, 3), 255, np.uint8)
     stage._recognize([crop])
-    stage.dewarper.recognize([crop])
+    dewarp.dewarper.recognize([crop])
     (min_word, alternatives, lexicon), dewarp_args = seen
     assert min_word == 0.7 and lexicon.languages == ("en",)
     assert [a.shape[2] for a in alternatives] == [ALTERNATIVES, ALTERNATIVES]
@@ -232,14 +242,14 @@ def test_ctc_lexicon_corrects_a_misread_word_from_full_and_best_class_outputs():
     probs[0, 2, 4], probs[0, 2, 2] = 0.6, 0.3
     lexicon = _lexicon("cat")
     assert decoder(probs)[0][0] == "crt"
-    [(text, conf)] = decoder(probs, lexicon=lexicon)
+    [(text, conf)] = _read(decoder(probs, lexicon=lexicon))
     assert text == "cat" and conf == pytest.approx(0.9)  # the corrected character counts 0.6 + 0.3
     assert decoder(probs, lexicon=_lexicon("cat", min_prob=0.5)) == decoder(probs)  # runner-up too unlikely
     # the engine's best-class outputs with alternatives read the same
     order = np.argsort(-probs, axis=2, kind="stable")
     alternatives = (order[:, :, 1:3], np.take_along_axis(probs, order[:, :, 1:3], axis=2))
     best, best_p = probs.argmax(axis=2), probs.max(axis=2)
-    assert decoder.decode_best(best, best_p, probs[:, :, 5], None, alternatives, lexicon) == [("cat", conf)]
+    assert _read(decoder.decode_best(best, best_p, probs[:, :, 5], None, alternatives, lexicon)) == [("cat", conf)]
     # the word filter comes after the correction: the corrected word is sure enough to stay
     assert decoder(probs, min_word_prob=0.7, lexicon=lexicon)[0][0] == "cat"
     assert decoder(probs, min_word_prob=0.7)[0][0] == ""
@@ -278,7 +288,7 @@ def test_ctc_restricted_decoder_reads_a_cut_head_as_the_full_one_reads_the_whole
     cut = probs[:, :, keep] / probs[:, :, keep].sum(axis=2, keepdims=True)
     restricted = decoder.restricted(keep)
     assert list(restricted.characters) == ["", "a", "b", " "]
-    assert [t for t, _ in restricted(cut)] == [t for t, _ in decoder(probs)] == ["abb a"]
+    assert [r.text for r in restricted(cut)] == [r.text for r in decoder(probs)] == ["abb a"]
     with pytest.raises(ValueError, match="blank"):
         decoder.restricted([1, 3, 4])
 
@@ -307,7 +317,7 @@ def test_select_classes_cuts_the_head_to_the_kept_classes():
     import onnxruntime as ort
 
     from pipeline.errors import ModelError
-    from pipeline.models.engine import select_classes
+    from pipeline.models.graph import select_classes
 
     x = np.random.default_rng(4).normal(size=(2, 3, 4)).astype(np.float32)
     full_model = _head_model()
@@ -333,7 +343,7 @@ def test_append_best_class_outputs_what_decoding_reads_of_the_full_output():
     import onnxruntime as ort
 
     from pipeline.errors import ModelError
-    from pipeline.models.engine import ALTERNATIVE_OUTPUTS, BEST_CLASS_OUTPUTS, append_best_class, select_classes
+    from pipeline.models.graph import ALTERNATIVE_OUTPUTS, BEST_CLASS_OUTPUTS, append_best_class, select_classes
 
     def run(model, x):
         return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
@@ -387,7 +397,7 @@ def test_flush_denormals_zeroes_subnormal_weights_and_keeps_the_outputs():
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from pipeline.models.engine import flush_denormals
+    from pipeline.models.graph import flush_denormals
 
     model = _head_model()
     weights = numpy_helper.to_array(model.graph.initializer[0]).copy()
@@ -429,7 +439,7 @@ model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 options = ort.SessionOptions()
 options.add_session_config_entry("session.set_denormal_as_zero", "1")
 ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-from pipeline.models.engine import flush_denormals
+from pipeline.models.graph import flush_denormals
 print(bool(np.float32(1e-40) != 0), flush_denormals(model))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -441,9 +451,10 @@ def test_the_detection_engine_runs_the_shipped_model_flushed_with_the_same_outpu
     the engine flushes them and returns what ONNX Runtime returns on the file as it is."""
     import onnxruntime as ort
 
-    from pipeline.models.engine import OnnxRuntimeEngine, flush_denormals
+    from pipeline.models.engine import OnnxRuntimeEngine
+    from pipeline.models.graph import flush_denormals
     from pipeline.models.zoo import load_onnx
-    from pipeline.stages import model_files
+    from pipeline.models.bundle import model_files
 
     config = FolioConfig()
     det = model_files(config)["detection"]
@@ -476,14 +487,14 @@ def test_a_restricted_charset_runs_a_cut_recognition_head():
     from PIL import Image, ImageDraw, ImageFont
 
     from pipeline.config import load_config
-    from pipeline.stages import create_stage
+    from pipeline.models.bundle import OcrModels
 
     line = Image.new("RGB", (760, 56), "white")
     ImageDraw.Draw(line).text((10, 8), "Invoice No. 4711 total EUR 128.50", font=ImageFont.truetype(str(DEJAVU), 32),
                               fill="black")
     crops = [np.asarray(line)]
-    whole = create_stage(load_config(overrides={"recognition.charset": "all"}, environ={})).recognizer
-    latin = create_stage(load_config(overrides={"recognition.charset": "latin"}, environ={})).recognizer
+    whole = OcrModels.load(load_config(overrides={"recognition.charset": "all"}, environ={})).recognizer
+    latin = OcrModels.load(load_config(overrides={"recognition.charset": "latin"}, environ={})).recognizer
     assert whole.engine.classes is None
     assert whole.engine.best_class and latin.engine.best_class  # the stage's engines return best classes
     assert latin.engine.classes is not None and 100 < len(latin.engine.classes) < 2000
@@ -513,17 +524,18 @@ def test_recognition_does_not_depend_on_batch_company():
     """A line reads identically alone and batched with others (runners batch pages differently)."""
     import cv2
 
-    from pipeline.stages import OcrStage
+    from pipeline.models.bundle import OcrModels
 
-    stage = OcrStage(FolioConfig())
+    recognizer = OcrModels.load(FolioConfig()).recognizer
     crop = np.full((40, 300, 3), 255, np.uint8)
     cv2.putText(crop, "Total 118.40", (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
     other = np.full((40, 320, 3), 255, np.uint8)
     cv2.putText(other, "Subtotal 99.9", (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
-    alone = stage.recognizer([crop])[0]
-    together = stage.recognizer([other, crop, other[:, :200]])[1]
-    assert alone[0] == together[0]
-    assert alone[1] == pytest.approx(together[1], abs=1e-5)  # BLAS may block a batch differently
+    alone = recognizer([crop])[0]
+    together = recognizer([other, crop, other[:, :200]])[1]
+    assert alone.text == together.text
+    assert alone.confidence == pytest.approx(together.confidence, abs=1e-5)  # BLAS may block a batch differently
+    assert [(w.text, w.start, w.end) for w in alone.words] == [(w.text, w.start, w.end) for w in together.words]
 
 
 def test_crop_quad_straightens_a_rotated_rectangle():
@@ -548,25 +560,31 @@ def _quad(x0, y0, x1, y1):
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
 
 
+def _line(text, conf, x0, y0, x1, y1) -> Line:
+    return Line(text, conf, tuple((float(x), float(y)) for x, y in _quad(x0, y0, x1, y1)))
+
+
 def test_reading_order_rows_then_columns_and_blocks():
-    quads = np.array(
-        [_quad(300, 12, 400, 30), _quad(10, 10, 200, 30), _quad(10, 40, 200, 60), _quad(10, 200, 200, 220)],
-        np.float32,
-    )
-    lines, text = order_lines(quads, ["right", "left", "second", "far below"], [0.9, 0.8, 0.7, 0.6])
-    assert [l.text for l in lines] == ["left", "right", "second", "far below"]
-    assert [l.line_index for l in lines] == [0, 1, 2, 3]
-    assert [l.block_index for l in lines] == [0, 0, 0, 1]
+    from pipeline.types import Page
+
+    lines = [_line("right", 0.9, 300, 12, 400, 30), _line("left", 0.8, 10, 10, 200, 30),
+             _line("second", 0.7, 10, 40, 200, 60), _line("far below", 0.6, 10, 200, 200, 220)]
+    blocks, text = order_lines(lines)
+    assert [[l.text for l in b.lines] for b in blocks] == [["left", "right", "second"], ["far below"]]
     assert text == "left right\nsecond\n\nfar below"
-    assert lines[1].confidence == pytest.approx(0.9)
+    assert blocks[0].lines[1].confidence == pytest.approx(0.9)
+    assert blocks[0].polygon == ((10.0, 10.0), (400.0, 10.0), (400.0, 60.0), (10.0, 60.0))
+    page = Page("k", "d", 0, blocks=blocks, text=text)
+    assert [(b, i, l.text) for b, i, l in page.iter_lines()] == [
+        (0, 0, "left"), (0, 1, "right"), (0, 2, "second"), (1, 3, "far below")]
 
 
 def test_reading_order_empty():
-    assert order_lines(np.zeros((0, 4, 2)), [], []) == ([], "")
+    assert order_lines([]) == ((), "")
 
 
 def test_default_config_models_resolve_with_hashes():
-    from pipeline.stages import model_files
+    from pipeline.models.bundle import model_files
 
     files = model_files(FolioConfig())
     # the line classifier is the dewarp step's quick way-up check; it does not flip recognised lines
@@ -590,15 +608,14 @@ def test_recognizer_reads_rendered_text():
     """The real models on a crop we render: the whole detect-crop-recognize path, no mocks."""
     import cv2
 
-    from pipeline.stages import OcrStage
+    from pipeline.stages.factory import create_page_stage
 
     page = np.full((200, 900, 3), 255, np.uint8)
     cv2.putText(page, "Invoice 2024-118 Total 1,234.56", (30, 110), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3)
-    stage = OcrStage(FolioConfig())
-    out = stage({"doc_id": np.array(["d"], object), "page_index": np.array([0]), "image": np.array([page, None], object)[:1]})
-    assert out["status"][0] == "ok"
-    assert out["text"][0].replace(" ", "") == "Invoice2024-118Total1,234.56"
-    assert out["lines"][0][0]["confidence"] > 0.8
+    [out] = create_page_stage(FolioConfig())([PageImage("d", "d", 0, page)])
+    assert out.status == "ok"
+    assert out.text.replace(" ", "") == "Invoice2024-118Total1,234.56"
+    assert out.lines[0].confidence > 0.8
 
 
 def test_line_classifier_keeps_upright_text_and_turns_upside_down_text():
@@ -606,21 +623,24 @@ def test_line_classifier_keeps_upright_text_and_turns_upside_down_text():
     import cv2
 
     from pipeline.config import load_config
-    from pipeline.stages import OcrStage
+    from pipeline.stages.factory import create_page_stage
 
     page = np.full((160, 900, 3), 255, np.uint8)
     cv2.putText(page, "Quarterly report 2024", (30, 100), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3)
-    stage = OcrStage(load_config(overrides={"classifier.enabled": True}, environ={}))
+    stage = create_page_stage(load_config(overrides={"classifier.enabled": True, "dewarp.enabled": False},
+                                          environ={}))
     assert "classifier" in stage.models
-    for image in (page, np.ascontiguousarray(page[::-1, ::-1])):
-        col = np.empty(1, dtype=object)
-        col[0] = image
-        out = stage({"doc_id": np.array(["d"], object), "page_index": np.array([0]), "image": col})
-        assert out["text"][0].replace(" ", "") == "Quarterlyreport2024"
+    xs = {}
+    for name, image in (("upright", page), ("upside down", np.ascontiguousarray(page[::-1, ::-1]))):
+        [out] = stage([PageImage("d", "d", 0, image)])
+        assert out.text.replace(" ", "") == "Quarterlyreport2024"
+        # words read from a crop turned upright are placed where they are on the page as it came in
+        xs[name] = [np.mean([x for x, _ in w.polygon]) for w in out.lines[0].words]
+    assert xs["upright"] == sorted(xs["upright"]) and xs["upside down"] == sorted(xs["upside down"], reverse=True)
 
 
 def test_split_at_gaps_cuts_wide_gaps_only():
-    from pipeline.models.recognition import split_at_gaps
+    from pipeline.imaging.geometry import split_at_gaps
 
     crop = np.full((40, 600, 3), 255, np.uint8)
     crop[12:30, 10:100] = 0  # "Date:"
@@ -630,15 +650,16 @@ def test_split_at_gaps_cuts_wide_gaps_only():
     quad = np.array([[100, 50], [700, 50], [700, 90], [100, 90]], np.float32)
     pieces = split_at_gaps(crop, quad, 1.5)
     assert len(pieces) == 2
-    (left, lq), (right, rq) = pieces
+    (left, lq, lx), (right, rq, rx) = pieces
     assert left.shape[1] < 230 and right.shape[1] < 160
     assert lq[0, 0] == pytest.approx(100 + 10 - 40 // 6) and rq[1, 0] <= 700 and rq[0, 0] > lq[1, 0]  # page coordinates
-    assert split_at_gaps(crop, quad, 0) == [(crop, quad)]  # disabled
+    assert lx == 10 - 40 // 6 and rx > lx + left.shape[1]  # where each piece starts in the crop
+    assert split_at_gaps(crop, quad, 0) == [(crop, quad, 0)]  # disabled
     assert len(split_at_gaps(crop, quad, 4.0)) == 1  # gap narrower than 4 line heights
 
 
 def test_split_at_gaps_leaves_blank_and_short_crops():
-    from pipeline.models.recognition import split_at_gaps
+    from pipeline.imaging.geometry import split_at_gaps
 
     quad = np.zeros((4, 2), np.float32)
     blank = np.full((40, 600, 3), 255, np.uint8)

@@ -8,47 +8,33 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 
-from pipeline import synth
 from pipeline.config import load_config
-from pipeline.runner.local import run_local
+from pipeline.run import run
 from tests import badinputs
+from tests.conftest import SMALL_RAY, read_rows
 
 ray = pytest.importorskip("ray")
 
-
-def _rows(dest: Path, table: str) -> list[dict]:
-    return ds.dataset(dest / table, partitioning="hive").to_table().to_pylist()
+_rows = read_rows
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
+def inputs(scans, tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("ray_in")
-    synth.generate(src, 3, "invoice", seed=21, formats=("png", "pdf"), damage=True)
-    synth.generate(src, 1, "form", seed=22, formats=("jpeg",), damage=False)
-    for p in src.glob("*.json"):
-        p.unlink()
+    shutil.copytree(scans(("invoice", 3, 21, ("png", "pdf"), True), ("form", 1, 22, ("jpeg",), False)), src,
+                    dirs_exist_ok=True)
     (src / "zero.pdf").write_bytes(badinputs.zero_bytes())
     (src / "truncated.pdf").write_bytes(badinputs.truncated_pdf())
     shutil.copy(next(src.glob("*.png")), src / "twin.png")  # same bytes twice
     return src
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
 def test_ray_and_local_runners_write_the_same_rows(inputs, tmp_path, local_ray):
-    from pipeline.runner.ray_data import run_ray
-
-    config = load_config(overrides={"ray.ocr_num_cpus": 1, "ray.decode_num_cpus": 0.5}, environ={})
-    local = run_local(str(inputs), str(tmp_path / "local"), config, progress=False)
-    distributed = run_ray(str(inputs), str(tmp_path / "ray"), config, progress=False)
+    config = load_config(overrides=SMALL_RAY, environ={})
+    local = run(str(inputs), str(tmp_path / "local"), config, progress=False)
+    distributed = run(str(inputs), str(tmp_path / "ray"), config, runner="ray", progress=False)
     assert (local.documents, local.pages, local.failed) == (distributed.documents, distributed.pages, distributed.failed)
 
     def docs(dest):
@@ -66,8 +52,11 @@ def test_ray_and_local_runners_write_the_same_rows(inputs, tmp_path, local_ray):
         for la, lb in zip(a["lines"], b["lines"]):
             assert la["text"] == lb["text"]
             np.testing.assert_allclose(la["polygon"], lb["polygon"], atol=1e-3)
+            assert [w["text"] for w in la["words"]] == [w["text"] for w in lb["words"]]
+            for wa, wb in zip(la["words"], lb["words"]):
+                np.testing.assert_allclose(wa["polygon"], wb["polygon"], atol=1e-3)
     # resume works the same way
-    again = run_ray(str(inputs), str(tmp_path / "ray"), config, progress=False)
+    again = run(str(inputs), str(tmp_path / "ray"), config, runner="ray", progress=False)
     assert again.skipped == distributed.documents and again.documents == 0
     # a run leaves no actor of its own behind (a long-lived driver makes many runs)
     from ray._private import state
@@ -80,8 +69,8 @@ def test_ray_and_local_runners_write_the_same_rows(inputs, tmp_path, local_ray):
 
 
 def test_no_decode_task_reads_more_than_docs_per_task_documents():
-    """A decode worker's memory grows with the documents its task reads (3,000 documents in 16 tasks took
-    417 MiB a worker), so a long run is cut into more tasks, never bigger ones."""
+    """A decode worker's memory grows with the documents its task reads, so a long run is cut into more
+    tasks, never bigger ones."""
     from pipeline.runner.ray_data import decode_blocks
 
     for documents in (1, 3, 10, 16, 17, 50, 500, 3000, 100_000):
@@ -108,16 +97,12 @@ def test_cli_ray_runner(inputs, tmp_path, local_ray):
     assert len(_rows(tmp_path / "out", "pages")) == 1
 
 
-def test_killing_a_worker_node_mid_run_loses_nothing(tmp_path, reliability):
+@pytest.mark.reliability
+def test_killing_a_worker_node_mid_run_loses_nothing(scans, tmp_path, reliability):
     """Two-node cluster on one machine; the node running OCR dies mid-run; every document lands once."""
     from ray.cluster_utils import Cluster
 
-    from pipeline.runner.ray_data import run_ray
-
-    src = tmp_path / "src"
-    synth.generate(src, 24, "book", seed=31, formats=("png",), damage=False, dpi=100)
-    for p in src.glob("*.json"):
-        p.unlink()
+    src = scans(("book", 24, 31, ("png",), False), dpi=100)
     ray.shutdown()  # leave the single-node Ray of the other tests
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=2)
@@ -129,7 +114,7 @@ def test_killing_a_worker_node_mid_run_loses_nothing(tmp_path, reliability):
         killer = threading.Timer(6.0, lambda: cluster.remove_node(worker, allow_graceful=False))
         killer.start()
         t0 = time.time()
-        summary = run_ray(str(src), str(tmp_path / "out"), config, progress=False)
+        summary = run(str(src), str(tmp_path / "out"), config, runner="ray", progress=False)
         killer.cancel()
         assert time.time() - t0 > 6.0, "the run finished before the node was killed: nothing was tested"
     finally:
@@ -182,9 +167,9 @@ def test_ray_sampler_counts_only_while_a_run_is_on():
     is the benchmark's memory, not the run's), and reports the driver's first sample beside its peak."""
     import time
 
-    from pipeline.benchmark import _RaySampler
+    from measure.bench.samplers import RaySampler
 
-    sampler = _RaySampler()
+    sampler = RaySampler()
     sampler.start()
     time.sleep(1.2)
     assert sampler.series == {}
@@ -211,7 +196,7 @@ def test_ray_sampler_counts_only_while_a_run_is_on():
 def test_a_page_run_alone_waits_for_running_batches_and_holds_off_new_ones():
     """OCR actors run runner.ocr_threads batches at once, but a page isolated after a crash runs with
     nothing else in the process, so an innocent neighbour cannot die with a poisonous page and be counted."""
-    from pipeline.runner.common import SharedOrAlone
+    from pipeline.runner.ray_data import SharedOrAlone
 
     gate = SharedOrAlone()
     events: list[str] = []

@@ -5,8 +5,10 @@ of tests/fixtures/eval, and the hostile corpus. For each input the test
 compares the ``documents`` row's status, error code, type and page counts, and
 for each page its status, error code, text, geometry, what dewarping did and
 every line's text, block, index and polygon (to 0.05 px). A change to the
-code that changes any of them fails here, with the differences listed; a
-change meant to change them records new rows with::
+code that changes any of them fails here, with the differences listed. The
+config fingerprints the two runs write are recorded too: a change to them
+makes every archive reprocess everything, so it must be deliberate. A change
+meant to change any of this records new rows with::
 
     FOLIO_RECORD_GOLDEN=1 .venv/bin/python -m pytest tests/test_regression.py
 
@@ -23,9 +25,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline import hostile, synth
+from measure import hostile, synth
 from pipeline.config import load_config
-from pipeline.runner.local import run_local
+from pipeline.run import run
 
 GOLDEN = Path(__file__).parent / "golden" / "rows.json"
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -112,11 +114,13 @@ def _differences(want, got, path: str = "") -> list[str]:
 def written(tmp_path_factory) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("regression")
     plain, hostile_src = _inputs(root)
-    run_local(str(plain), str(root / "out_plain"), load_config(environ={}), progress=False, exclude=("*.json",))
-    run_local(str(hostile_src), str(root / "out_hostile"), load_config(overrides=HOSTILE, environ={}),
-              progress=False, exclude=("*.json",))
+    plain_run = run(str(plain), str(root / "out_plain"), load_config(environ={}), progress=False,
+                    exclude=("*.json",))
+    hostile_run = run(str(hostile_src), str(root / "out_hostile"), load_config(overrides=HOSTILE, environ={}),
+                      progress=False, exclude=("*.json",))
     rows = {f"plain/{k}": v for k, v in _rows(plain, root / "out_plain").items()}
     rows |= {f"hostile/{k}": v for k, v in _rows(hostile_src, root / "out_hostile").items()}
+    rows["_config_fingerprint"] = {"plain": plain_run.fingerprint, "hostile": hostile_run.fingerprint}
     return rows
 
 

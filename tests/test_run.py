@@ -6,19 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
-from pipeline import synth
+from measure.datasets import read_dataset
+from measure.scoring import score_page, summarize
 from pipeline.cli import EXIT_DOCUMENTS_FAILED, EXIT_OK, EXIT_USAGE, main
-from pipeline.datasets import read_dataset
-from pipeline.evaluate import score_page, summarize
 from tests import badinputs
+from tests.conftest import read_rows
 
-
-def _read(dest: Path, table: str) -> list[dict]:
-    return ds.dataset(dest / table, partitioning="hive").to_table().to_pylist()
+_read = read_rows
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -40,21 +37,9 @@ def _score(src: Path, dest: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def clean_docs(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("clean")
-    synth.generate(src, 2, "invoice", seed=1, formats=("png", "pdf"), damage=False)
-    synth.generate(src, 1, "form", seed=2, formats=("tiff",), damage=False)
-    synth.generate(src, 1, "book", seed=3, formats=("jpeg",), damage=False)
-    return src
-
-
-@pytest.fixture(scope="module")
-def damaged_docs(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("damaged")
-    synth.generate(src, 1, "invoice", seed=4, formats=("pdf",), damage=True)
-    synth.generate(src, 2, "form", seed=5, formats=("png", "jpeg"), damage=True)
-    synth.generate(src, 2, "book", seed=6, formats=("tiff",), damage=True)
-    return src
+def damaged_docs(scans) -> Path:
+    return scans(("invoice", 1, 4, ("pdf",), True), ("form", 2, 5, ("png", "jpeg"), True),
+                 ("book", 2, 6, ("tiff",), True), truth=True)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +104,12 @@ def test_output_tables_follow_the_contract(clean_docs, clean_run):
             assert len(line["polygon"]) == 4
             assert all(0 <= x <= p["width"] and 0 <= y <= p["height"] for x, y in line["polygon"])
             assert 0 < line["confidence"] <= 1
+            # every line has its words, each with a quadrilateral on the page and a confidence
+            assert line["words"] and all(w["text"] and " " not in w["text"] for w in line["words"])
+            assert " ".join(w["text"] for w in line["words"]) == " ".join(line["text"].split())
+            for w in line["words"]:
+                assert len(w["polygon"]) == 4 and 0 < w["confidence"] <= 1
+                assert all(-1 <= x <= p["width"] + 1 and -1 <= y <= p["height"] + 1 for x, y in w["polygon"])
     manifest = json.loads(next((dest / "_runs").glob("*.json")).read_text())
     assert manifest["complete"] and len(manifest["inputs"]) == len(inputs)
     assert manifest["counts"]["ok"] == len(inputs)
@@ -227,36 +218,35 @@ def test_a_run_that_dies_midway_is_completed_by_a_rerun(clean_docs, tmp_path, th
     """Shards already written survive a crash (raised in an OCR thread too); the rerun skips them and
     writes each document once."""
     from pipeline.config import load_config
-    from pipeline.runner.local import run_local
-    from pipeline.stages import OcrStage
+    from pipeline.run import run
+    from pipeline.stages.factory import create_page_stage
 
     calls = {"n": 0}
 
-    class DiesOnThirdBatch(OcrStage):  # the production seam, with a crash injected
-        def __call__(self, batch):
+    class Crash(BaseException):
+        """What a dying process looks like to the code after it: nothing catches it."""
+
+    def dies_on_third_batch(config):  # the production seam, with a crash injected
+        stage = create_page_stage(config)
+
+        def run_batch(pages):
             calls["n"] += 1
             if calls["n"] == 3:
-                raise RuntimeError("injected crash")
-            return super().__call__(batch)
+                raise Crash("injected crash")
+            return stage(pages)
+
+        return run_batch
 
     config = load_config(overrides={"runner.flush_documents": 1, "runner.batch_pages": 1,
                                     "runner.ocr_threads": threads}, environ={})
     dest = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="injected"):
-        run_local(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",), stage_factory=DiesOnThirdBatch)
+    with pytest.raises(Crash, match="injected"):
+        run(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",), stage_factory=dies_on_third_batch)
     written = {d["source_uri"] for d in _read(dest, "documents")}
     assert 1 <= len(written) < 4
-    summary = run_local(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",))
+    summary = run(str(clean_docs), str(dest), config, progress=False, exclude=("*.json",))
     assert summary.skipped == len(written)
     docs = _read(dest, "documents")
     assert len(docs) == 4 and len({d["source_uri"] for d in docs}) == 4
     pages = _read(dest, "pages")
     assert len({(p["doc_id"], p["page_index"]) for p in pages}) == len(pages) == sum(d["page_count"] for d in docs)
-
-
-def test_demo_synthesizes_runs_and_says_how_to_read_the_output(tmp_path):
-    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--pages", "3"], catch_exceptions=False)
-    assert result.exit_code == EXIT_OK, result.output
-    assert "3 documents, 3 pages, 0 failed" in result.output
-    assert "read_parquet(" in result.output and "partitioning='hive'" in result.output
-    assert len(_read(tmp_path / "demo" / "output", "pages")) == 3

@@ -22,11 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from pipeline import synth
-from pipeline.cli import EXIT_FATAL, EXIT_OK, main
-from pipeline.config import FolioConfig, StorageConfig, config_fingerprint, load_config
+from pipeline.cli import EXIT_DOCUMENTS_FAILED, EXIT_FATAL, EXIT_OK, main
+from pipeline.config import FolioConfig, StorageConfig, load_config
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import LocalStorage, S3Storage, get_storage, join
+from pipeline.io.storage import LocalStorage, S3Storage, get_storage, join
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -248,9 +247,11 @@ def test_storage_is_picklable_and_picks_up_the_environment(endpoint, bucket, mon
 
 
 def test_storage_settings_are_validated_and_not_fingerprinted():
-    base = config_fingerprint(FolioConfig())
+    from pipeline.run import fingerprint
+
+    base = fingerprint(FolioConfig())
     moved = load_config(overrides={"storage.endpoint_url": "http://minio:9000", "storage.max_attempts": 3}, environ={})
-    assert config_fingerprint(moved) == base  # where the bytes live does not change the output
+    assert fingerprint(moved) == base  # where the bytes live does not change the output
     with pytest.raises(ConfigError, match="storage.endpoint_url") as e:
         load_config(overrides={"storage.endpoint_url": "http://key:hunter2@minio:9000"}, environ={})
     assert "hunter2" not in str(e.value)
@@ -260,10 +261,8 @@ def test_storage_settings_are_validated_and_not_fingerprinted():
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("s3scans")
-    synth.generate(src, 2, "invoice", seed=1, formats=("png",), damage=False)
-    return src
+def s3_scans(scans) -> Path:
+    return scans(("invoice", 2, 1, ("png",), False))
 
 
 def _folio_run(*args: str):
@@ -280,13 +279,13 @@ def _manifests(files: dict[str, bytes]) -> list[dict]:
     return [json.loads(v) for k, v in files.items() if "/_runs/" in k]
 
 
-def test_folio_run_s3_to_s3_resumes_and_leaks_no_secret(endpoint, raw, scans, caplog):
+def test_folio_run_s3_to_s3_resumes_and_leaks_no_secret(endpoint, raw, s3_scans, caplog):
     import pyarrow.fs as pafs
 
     caplog.set_level(logging.DEBUG)
     raw.create_bucket(Bucket="in-bucket")
     raw.create_bucket(Bucket="out-bucket")
-    for f in scans.iterdir():
+    for f in s3_scans.iterdir():
         raw.upload_file(str(f), "in-bucket", f"scans/{f.name}")
 
     first = _folio_run("s3://in-bucket/scans", "s3://out-bucket/results")
@@ -320,10 +319,10 @@ def test_folio_run_s3_to_s3_resumes_and_leaks_no_secret(endpoint, raw, scans, ca
     assert SECRET not in logs
 
 
-def test_folio_run_local_in_s3_out(endpoint, raw, scans, tmp_path):
+def test_folio_run_local_in_s3_out(endpoint, raw, s3_scans, tmp_path):
     src = tmp_path / "one"
     src.mkdir()
-    shutil.copy(scans / "invoice_0001_0000.png", src)
+    shutil.copy(s3_scans / "invoice_0001_0000.png", src)
     raw.create_bucket(Bucket="mixed-out")
 
     result = _folio_run(str(src), "s3://mixed-out/results")
@@ -341,3 +340,47 @@ def test_folio_run_names_a_missing_bucket(endpoint):
     result = _folio_run("s3://no-such-input-bucket/scans", "s3://out-bucket/results")
     assert result.exit_code == EXIT_FATAL
     assert "bucket 'no-such-input-bucket' does not exist" in result.output
+
+
+def test_an_object_over_max_file_bytes_is_refused_without_being_downloaded(endpoint, raw, s3_scans, tmp_path):
+    """The listing's size decides: the object is never fetched, and its row says why."""
+    from tests.faultproxy import FaultProxy
+
+    raw.create_bucket(Bucket="sizes")
+    small, big = sorted(p for p in s3_scans.iterdir())
+    raw.upload_file(str(small), "sizes", "in/small.png")
+    raw.upload_file(str(big), "sizes", "in/big.png")
+    limit = min(small.stat().st_size, big.stat().st_size) - 1
+    requests: list[tuple[str, str]] = []
+
+    def spy(n, method, path):
+        requests.append((method, path))
+        return None
+
+    with FaultProxy(endpoint, spy) as proxy:
+        result = _folio_run("s3://sizes/in", str(tmp_path / "out"), "--set", f"decode.max_file_bytes={limit}",
+                            "--set", f"storage.endpoint_url={proxy.url}")
+    assert result.exit_code == EXIT_DOCUMENTS_FAILED, result.output
+    rows = ds.dataset(tmp_path / "out" / "documents", partitioning="hive").to_table().to_pylist()
+    assert {(Path(r["source_uri"]).name, r["status"], r["error_code"]) for r in rows} == {
+        ("small.png", "error", "file_too_large"), ("big.png", "error", "file_too_large")}
+    assert all(f"decode.max_file_bytes={limit}" in r["error_message"] for r in rows)
+    assert any(method == "GET" and "list-type=2" in path for method, path in requests)  # the proxy saw the listing
+    fetched = [path for method, path in requests if method == "GET" and path.split("?")[0].endswith(".png")]
+    assert fetched == [], fetched
+
+
+def test_storage_reads_refuse_an_object_over_the_limit_from_its_size(endpoint, raw, tmp_path):
+    """Where the planner did not know the size: S3 by the response's Content-Length, a local file by stat."""
+    from pipeline.errors import FileTooLarge
+
+    raw.create_bucket(Bucket="limits")
+    raw.put_object(Bucket="limits", Key="doc.pdf", Body=b"%PDF-" + b"x" * 100)
+    with pytest.raises(FileTooLarge, match="105 bytes"):
+        S3Storage().read("s3://limits/doc.pdf", max_bytes=104)
+    assert len(S3Storage().read("s3://limits/doc.pdf", max_bytes=105)) == 105
+    local = tmp_path / "doc.pdf"
+    local.write_bytes(b"%PDF-" + b"x" * 100)
+    with pytest.raises(FileTooLarge, match="105 bytes"):
+        LocalStorage().read(str(local), max_bytes=104)
+    assert LocalStorage().read(str(local), max_bytes=105) == local.read_bytes()

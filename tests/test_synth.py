@@ -1,4 +1,4 @@
-"""Tests for the synthetic document generator (``pipeline.synth``).
+"""Tests for the synthetic document generator (``measure.synth``).
 
 Fast and offline: small page counts, mostly at a low dpi.
 """
@@ -14,8 +14,8 @@ import pypdfium2
 import pytest
 from PIL import Image, ImageSequence
 
-from pipeline import synth
-from pipeline.synth import _MARGIN, FORMATS, KINDS, generate
+from measure import synth
+from measure.synth import _MARGIN, FORMATS, KINDS, generate
 
 DOC_KEYS = {"doc", "kind", "file", "format", "seed", "damaged", "dpi", "pages"}
 PAGE_KEYS = {"page_index", "width", "height", "text", "lines", "damage"}

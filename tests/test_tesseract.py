@@ -14,19 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.config import FolioConfig, config_fingerprint, load_config
+from pipeline.config import FolioConfig, load_config
 from pipeline.errors import ConfigError, ModelError, OcrError
-from pipeline.models.tesseract import TesseractStage, parse_tsv, tesseract_model_info
-from pipeline.stages import create_stage, stage_models
+from pipeline.models.tesseract import parse_tsv, tesseract_model_info
+from pipeline.run import fingerprint
+from pipeline.stages.factory import create_page_stage, stage_models
+from pipeline.stages.tesseract import TesseractStage
+from pipeline.types import PageImage
+from tests.conftest import fake_models
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
 needs_font = pytest.mark.skipif(not FONT.is_file(), reason="DejaVuSans.ttf is not installed")
-
-OUTPUT_COLUMNS = {
-    "doc_id", "page_index", "width", "height", "lines", "text", "mean_confidence", "status", "error_code",
-    "error_message", "detect_ms", "recognize_ms",
-}
 
 TSV = "\n".join(
     "\t".join(str(v) for v in row)
@@ -55,15 +54,8 @@ def tesseract_config(**settings) -> FolioConfig:
     return load_config(overrides=overrides, environ={})
 
 
-def batch_of(*images: np.ndarray) -> dict[str, np.ndarray]:
-    column = np.empty(len(images), dtype=object)
-    for i, image in enumerate(images):
-        column[i] = image
-    return {
-        "doc_id": np.array([f"doc{i}" for i in range(len(images))], dtype=object),
-        "page_index": np.arange(len(images), dtype=np.int64),
-        "image": column,
-    }
+def batch_of(*images: np.ndarray) -> list[PageImage]:
+    return [PageImage(f"doc{i}", f"doc{i}", 0, image) for i, image in enumerate(images)]
 
 
 def render(lines: list[str], size=(1000, 300), font_px=32) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
@@ -91,26 +83,28 @@ def fake_tesseract(folder: Path, body: str) -> Path:
 
 
 def test_parse_tsv_groups_words_into_lines():
-    quads, texts, confidences = parse_tsv(TSV)
-    assert texts == ["The quick brown", "over dog", "right"]
-    np.testing.assert_allclose(confidences, [0.6, 0.95, 0.5])
-    np.testing.assert_array_equal(quads[0], [[40, 60], [302, 60], [302, 91], [40, 91]])
-    np.testing.assert_array_equal(quads[1], [[42, 166], [172, 166], [172, 190], [42, 190]])
-    assert quads.dtype == np.float32 and quads.shape == (3, 4, 2)
+    lines = parse_tsv(TSV)
+    assert [line.text for line in lines] == ["The quick brown", "over dog", "right"]
+    np.testing.assert_allclose([line.confidence for line in lines], [0.6, 0.95, 0.5])
+    np.testing.assert_array_equal(lines[0].quad, [[40, 60], [302, 60], [302, 91], [40, 91]])
+    np.testing.assert_array_equal(lines[1].quad, [[42, 166], [172, 166], [172, 190], [42, 190]])
+    assert lines[0].quad.dtype == np.float32
+    assert [(text, conf) for text, conf, _ in lines[0].words] == [("The", 0.9), ("quick", 0.8), ("brown", 0.1)]
+    np.testing.assert_array_equal(lines[0].words[1][2], [[112, 60], [195, 60], [195, 91], [112, 91]])
 
 
 def test_parse_tsv_confidence_floor_drops_words_and_empty_lines():
-    quads, texts, confidences = parse_tsv(TSV, min_confidence=0.6)
-    assert texts == ["The quick", "over dog"]
-    np.testing.assert_allclose(confidences, [0.85, 0.95])
-    assert quads[0, 1, 0] == 195  # the line's box shrinks to the kept words
+    lines = parse_tsv(TSV, min_confidence=0.6)
+    assert [line.text for line in lines] == ["The quick", "over dog"]
+    np.testing.assert_allclose([line.confidence for line in lines], [0.85, 0.95])
+    assert lines[0].quad[1, 0] == 195  # the line's box shrinks to the kept words
+    assert [w[0] for w in lines[0].words] == ["The", "quick"]
 
 
 def test_parse_tsv_of_an_empty_page_and_of_garbage():
     header = TSV.splitlines()[0] + "\n"
-    quads, texts, confidences = parse_tsv(header + "1\t1\t0\t0\t0\t0\t0\t0\t10\t10\t-1\t\n")
-    assert quads.shape == (0, 4, 2) and texts == [] and confidences == []
-    assert parse_tsv("")[1] == []
+    assert parse_tsv(header + "1\t1\t0\t0\t0\t0\t0\t0\t10\t10\t-1\t\n") == []
+    assert parse_tsv("") == []
     with pytest.raises(OcrError, match="line 2"):
         parse_tsv(header + "5\t1\t1\t1\t1\t1\tx\t0\t10\t10\t90\tword\n")
 
@@ -126,15 +120,15 @@ def test_tesseract_config_is_validated():
 
 
 def test_fingerprint_ignores_tesseract_threads_and_the_engine_not_in_use():
-    base = config_fingerprint(tesseract_config(), {"tesseract": "abc"})
-    assert config_fingerprint(tesseract_config(threads=4, processes=3, timeout_s=5), {"tesseract": "abc"}) == base
-    assert config_fingerprint(tesseract_config(psm=6), {"tesseract": "abc"}) != base
-    assert config_fingerprint(tesseract_config(min_confidence=0.3), {"tesseract": "abc"}) != base
+    base = fingerprint(tesseract_config(), fake_models(tesseract="abc"))
+    assert fingerprint(tesseract_config(threads=4, processes=3, timeout_s=5), fake_models(tesseract="abc")) == base
+    assert fingerprint(tesseract_config(psm=6), fake_models(tesseract="abc")) != base
+    assert fingerprint(tesseract_config(min_confidence=0.3), fake_models(tesseract="abc")) != base
     # detection settings do not reach tesseract; tesseract settings do not reach the ONNX engine
     detect = load_config(overrides={"engine.name": "tesseract", "detection.box_thresh": 0.6}, environ={})
-    assert config_fingerprint(detect, {"tesseract": "abc"}) == base
-    onnx = config_fingerprint(FolioConfig(), {"detection": "abc"})
-    assert config_fingerprint(load_config(overrides={"tesseract.psm": 6}, environ={}), {"detection": "abc"}) == onnx
+    assert fingerprint(detect, fake_models(tesseract="abc")) == base
+    onnx = fingerprint(FolioConfig(), fake_models(detection="abc"))
+    assert fingerprint(load_config(overrides={"tesseract.psm": 6}, environ={}), fake_models(detection="abc")) == onnx
     assert onnx != base
 
 
@@ -158,26 +152,30 @@ def test_model_info_names_version_and_hashes_the_traineddata():
 def test_stage_reads_a_rendered_page():
     texts = ["Folio reads scanned pages", "with Tesseract 5 too"]
     image, boxes = render(texts)
-    stage = create_stage(tesseract_config())
-    assert isinstance(stage, TesseractStage) and set(stage.models) == {"tesseract"}
-    out = stage(batch_of(image))
-    assert set(out) == OUTPUT_COLUMNS
-    assert out["status"][0] == "ok", out["error_message"][0]
-    assert (out["width"][0], out["height"][0]) == (1000, 300)
-    lines = out["lines"][0]
-    assert [line["text"] for line in lines] == texts
-    assert out["text"][0] == "\n".join(texts)  # one row each, close enough to be one block
-    assert [line["line_index"] for line in lines] == [0, 1]
+    stage = create_page_stage(tesseract_config())
+    assert set(stage.models) == {"tesseract"}
+    [page] = stage(batch_of(image))
+    assert page.status == "ok", page.error_message
+    assert (page.width, page.height) == (1000, 300)
+    lines = page.lines
+    assert [line.text for line in lines] == texts
+    assert page.text == "\n".join(texts)  # one row each, close enough to be one block
+    assert [index for _, index, _ in page.iter_lines()] == [0, 1]
     for line, (x0, y0, x1, y1) in zip(lines, boxes):
-        poly = np.array(line["polygon"])
+        poly = np.array(line.polygon)
         assert poly.shape == (4, 2)
         assert (poly >= 0).all() and (poly[:, 0] <= 1000).all() and (poly[:, 1] <= 300).all()
         # around the ink, within a few pixels
         np.testing.assert_allclose([poly[:, 0].min(), poly[:, 1].min(), poly[:, 0].max(), poly[:, 1].max()],
                                    [x0, y0, x1, y1], atol=6)
-        assert 0.5 < line["confidence"] <= 1
-    assert out["mean_confidence"][0] == pytest.approx(np.mean([line["confidence"] for line in lines]))
-    assert out["recognize_ms"][0] > 0 and out["detect_ms"][0] is None
+        assert 0.5 < line.confidence <= 1
+        # tesseract's own words, inside their line
+        assert " ".join(w.text for w in line.words) == line.text
+        for word in line.words:
+            wp = np.array(word.polygon)
+            assert poly[:, 0].min() <= wp[:, 0].min() <= wp[:, 0].max() <= poly[:, 0].max()
+    assert page.mean_confidence == pytest.approx(np.mean([line.confidence for line in lines]))
+    assert page.timings.recognize > 0 and page.timings.detect is None
 
 
 @needs_tesseract
@@ -185,27 +183,27 @@ def test_stage_reads_a_rendered_page():
 def test_pages_in_parallel_processes_keep_their_order():
     words = ["alpha", "bravo", "charlie", "delta"]
     pages = [render([f"Page {w}"])[0] for w in words] + [np.full((300, 1000, 3), 255, np.uint8)]
-    out = TesseractStage(tesseract_config(processes=3))(batch_of(*pages))
-    assert list(out["text"]) == [f"Page {w}" for w in words] + [""]
-    assert list(out["status"]) == ["ok"] * 5
+    out = create_page_stage(tesseract_config(processes=3))(batch_of(*pages))
+    assert [page.text for page in out] == [f"Page {w}" for w in words] + [""]
+    assert [page.status for page in out] == ["ok"] * 5
 
 
 @needs_tesseract
 def test_blank_page_is_ok_with_no_lines():
-    out = TesseractStage(tesseract_config())(batch_of(np.full((300, 1000, 3), 255, np.uint8)))
-    assert out["status"][0] == "ok"
-    assert out["lines"][0] == [] and out["text"][0] == "" and out["mean_confidence"][0] is None
+    [page] = TesseractStage(tesseract_config())(batch_of(np.full((300, 1000, 3), 255, np.uint8)))
+    assert page.status == "ok"
+    assert page.lines == [] and page.text == "" and page.mean_confidence is None
 
 
 @needs_tesseract
 def test_missing_language_is_an_error_row():
     stage = TesseractStage(tesseract_config(lang="xxx"))  # builds; the pages say what is wrong
     assert stage.models == {}
-    out = stage(batch_of(np.full((100, 200, 3), 255, np.uint8)))
-    assert out["status"][0] == "error"
-    assert out["error_code"][0] == "ocr_failed"
-    assert "xxx" in out["error_message"][0] and "tesseract-ocr-<lang>" in out["error_message"][0]
-    assert out["lines"][0] == [] and out["text"][0] == ""
+    [page] = stage(batch_of(np.full((100, 200, 3), 255, np.uint8)))
+    assert page.status == "error"
+    assert page.error_code == "ocr_failed"
+    assert "xxx" in page.error_message and "tesseract-ocr-<lang>" in page.error_message
+    assert page.lines == [] and page.text == ""
 
 
 # -- failures through the production seam (fake programs on PATH) -------------------------------
@@ -214,9 +212,9 @@ def test_missing_language_is_an_error_row():
 def test_missing_program_is_an_error_row_that_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     stage = TesseractStage(tesseract_config())
-    out = stage(batch_of(np.full((50, 50, 3), 255, np.uint8)))
-    assert (out["status"][0], out["error_code"][0]) == ("error", "ocr_failed")
-    assert "tesseract-ocr tesseract-ocr-eng" in out["error_message"][0]
+    [page] = stage(batch_of(np.full((50, 50, 3), 255, np.uint8)))
+    assert (page.status, page.error_code) == ("error", "ocr_failed")
+    assert "tesseract-ocr tesseract-ocr-eng" in page.error_message
     with pytest.raises(ModelError, match="tesseract-ocr tesseract-ocr-eng"):
         stage_models(tesseract_config())
 
@@ -237,12 +235,7 @@ def test_failing_tesseract_becomes_an_error_row(tmp_path, monkeypatch, body, set
     t0 = time.perf_counter()
     out = stage(batch_of(np.full((50, 50, 3), 255, np.uint8), np.zeros((4, 4), np.uint8)))
     assert time.perf_counter() - t0 < 5
-    assert list(out["status"]) == ["error", "error"]
-    assert list(out["error_code"]) == ["ocr_failed", "ocr_failed"]
-    assert message in out["error_message"][0]
-    assert "RGB uint8" in out["error_message"][1]  # a bad image never reaches tesseract
-
-
-def test_batch_without_images_is_refused():
-    with pytest.raises(ValueError, match="'image'"):
-        TesseractStage(tesseract_config())({"doc_id": np.array(["a"]), "page_index": np.array([0])})
+    assert [page.status for page in out] == ["error", "error"]
+    assert [page.error_code for page in out] == ["ocr_failed", "ocr_failed"]
+    assert message in out[0].error_message
+    assert "RGB uint8" in out[1].error_message  # a bad image never reaches tesseract

@@ -15,15 +15,16 @@ import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
-from pipeline import synth
 from pipeline.cli import EXIT_OK, main
-from pipeline.config import DetectionConfig, EngineConfig, FolioConfig, config_fingerprint, load_config
+from pipeline.config import DetectionConfig, EngineConfig, FolioConfig, load_config
 from pipeline.errors import ModelError
 from pipeline.models.detection import DetectionPreprocessor
 from pipeline.models.engine import OnnxRuntimeEngine, create_engine, resolve_engine_name
 from pipeline.models.recognition import CTCDecoder
 from pipeline.models.torch_engine import TorchEngine, network_stride, rewrite_graph, torch_available
 from pipeline.models.zoo import resolve_model
+from pipeline.run import fingerprint
+from tests.conftest import fake_models
 
 assert torch_available()  # imports torch the engine's way (idle OpenMP threads sleep; see torch_engine)
 import torch  # noqa: E402
@@ -82,7 +83,7 @@ def test_recognition_matches_onnxruntime_and_decodes_the_same(engines):
     ort_engine, torch_engine = engines[REC]
     decoder = CTCDecoder.from_metadata(ort_engine.metadata())
     assert torch_engine.metadata() == ort_engine.metadata()  # the charset, read with the onnx package
-    assert [t for t, _ in decoder(torch_engine(batch))] == [t for t, _ in decoder(ort_engine(batch))]
+    assert [r.text for r in decoder(torch_engine(batch))] == [r.text for r in decoder(ort_engine(batch))]
 
 
 def test_a_cut_recognition_head_matches_onnxruntime_and_decodes_the_same():
@@ -98,7 +99,7 @@ def test_a_cut_recognition_head_matches_onnxruntime_and_decodes_the_same():
     assert got.shape == expected.shape == (2, 40, len(classes))
     assert float(np.abs(expected - got).max()) < 1e-3
     decoder = CTCDecoder.from_metadata(ort_engine.metadata(), "latin").restricted(classes)
-    assert [t for t, _ in decoder(got)] == [t for t, _ in decoder(expected)]
+    assert [r.text for r in decoder(got)] == [r.text for r in decoder(expected)]
 
 
 def test_best_class_engines_return_what_the_full_output_decodes_to():
@@ -182,10 +183,8 @@ def _page_texts(dest: Path) -> dict[tuple[str, int], str]:
 
 
 @pytest.fixture(scope="module")
-def invoices(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("invoices")
-    synth.generate(src, 3, "invoice", seed=1, formats=("png",), damage=False, dpi=100)
-    return src
+def invoices(scans) -> Path:
+    return scans(("invoice", 3, 1, ("png",), False), dpi=100)
 
 
 def _run(src: Path, dest: Path, *args: str) -> dict[tuple[str, int], str]:
@@ -210,7 +209,7 @@ def test_auto_is_onnxruntime_without_cuda():
     assert resolve_engine_name(EngineConfig(name="auto")) == "onnxruntime"
     auto = load_config(overrides={"engine.name": "auto"}, environ={})
     plain = FolioConfig()
-    assert config_fingerprint(auto, {"detection": "abc"}) == config_fingerprint(plain, {"detection": "abc"})
+    assert fingerprint(auto, fake_models(detection="abc")) == fingerprint(plain, fake_models(detection="abc"))
     engine = create_engine(resolve_model(CLS), auto.engine)
     assert isinstance(engine, OnnxRuntimeEngine)
 
@@ -223,7 +222,7 @@ def test_auto_never_picks_torch_on_cpu_device():
 def test_fingerprint_tracks_torch_precision_not_threads_or_device():
     def fp(**engine):
         overrides = {f"engine.{k}": v for k, v in engine.items()}
-        return config_fingerprint(load_config(overrides=overrides, environ={}), {"detection": "abc"})
+        return fingerprint(load_config(overrides=overrides, environ={}), fake_models(detection="abc"))
 
     fp32 = fp(name="torch", device="cpu")
     assert fp(name="torch", device="cpu", dtype="float32", intra_op_threads=7, compile=True) == fp32

@@ -21,34 +21,18 @@ import json
 import re
 from collections.abc import Sequence
 
+from pipeline.config import LEXICON_LANGUAGES as LANGUAGES
+from pipeline.config import parse_languages
 from pipeline.errors import ModelError
 from pipeline.models.zoo import package_folder
 
 __all__ = ["LANGUAGES", "Lexicon", "load_lexicon", "parse_languages"]
-
-#: Languages the pyspellchecker wheel has a word list for.
-LANGUAGES = ("ar", "de", "en", "es", "eu", "fa", "fr", "it", "lv", "nl", "pt", "ru")
 
 #: A word's leading and trailing punctuation, kept as it is around the corrected core.
 _EDGES = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 
 #: Words shorter than this are left alone: too many short strings are words.
 MIN_LENGTH = 3
-
-
-def parse_languages(value: str | None) -> tuple[str, ...]:
-    """``"en+fr"`` -> ``("en", "fr")``; None or empty -> ``()`` (no lexicon).
-
-    Raises:
-        ValueError: a language with no word list.
-    """
-    if not value:
-        return ()
-    langs = tuple(dict.fromkeys(part.strip().lower() for part in value.split("+") if part.strip()))
-    unknown = [lang for lang in langs if lang not in LANGUAGES]
-    if unknown:
-        raise ValueError(f"no word list for {', '.join(unknown)}; choose from {', '.join(LANGUAGES)}, joined by +")
-    return langs
 
 
 @functools.cache
@@ -146,6 +130,5 @@ def load_lexicon(value: str | None, min_prob: float = 0.05) -> Lexicon | None:
 
 @functools.cache
 def _union(langs: tuple[str, ...]) -> frozenset[str]:
-    """One set per combination of languages, shared by every recognizer a process builds (160,000
-    English words; a fresh union per recognizer was a copy of them each time)."""
+    """One set per combination of languages, shared by every recognizer a process builds."""
     return _words(langs[0]) if len(langs) == 1 else frozenset().union(*(_words(lang) for lang in langs))

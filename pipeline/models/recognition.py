@@ -1,10 +1,15 @@
-"""Text recognition with a CTC model: line crops in, strings and confidences out.
+"""Text recognition with a CTC model: line crops in, text, confidence and words out.
 
 Crops from every page of a batch go through one :class:`TextRecognizer` call.
 Each crop is padded to its own width rounded up to ``width_step`` and batched
 with crops of the same padded width, so padding wastes little compute and a
 line reads the same whatever else is in its batch; batches are capped by count
 and by padded pixels.
+
+A reading's words carry where they are in the crop: a CTC model emits each
+character at the frames where it sees it, so a word spans from its first
+character's first frame to its last character's last frame, and a frame is a
+fixed number of input pixels wide.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -22,7 +28,8 @@ from pipeline.models.engine import Engine
 from pipeline.models.lexicon import Lexicon, load_lexicon
 from pipeline.models.zoo import ModelFile, model_metadata
 
-__all__ = ["ALTERNATIVES", "CHARSETS", "CTCDecoder", "charset_classes", "crop_quad", "split_at_gaps", "padded_width", "plan_buckets", "TextRecognizer", "LineClassifier"]
+__all__ = ["ALTERNATIVES", "CHARSETS", "CTCDecoder", "Reading", "WordSpan", "charset_classes", "padded_width",
+           "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
 
@@ -33,81 +40,24 @@ MAX_WIDTH = 3200
 ALTERNATIVES = 4
 
 
-def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """Straighten one quadrilateral of ``image`` into an upright rectangle.
+class WordSpan(NamedTuple):
+    """One word of a reading and where it is: from :meth:`CTCDecoder.decode_best`, ``start`` and
+    ``end`` are model frames (its first character's first frame, its last character's last frame
+    plus one); from :class:`TextRecognizer`, pixels of the crop, left to right."""
 
-    The output size follows the quad's longer edges; a crop that comes out much
-    taller than wide is vertical text and is turned 90 degrees.
-    """
-    quad = np.asarray(quad, np.float32).reshape(4, 2)
-    width = int(round(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2]))))
-    height = int(round(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))))
-    width, height = max(width, 1), max(height, 1)
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-    matrix = cv2.getPerspectiveTransform(quad, target)
-    crop = cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    if height >= 1.5 * width:
-        crop = np.ascontiguousarray(np.rot90(crop))
-    return crop
+    text: str
+    confidence: float
+    start: float
+    end: float
 
 
-def split_at_gaps(crop: np.ndarray, quad: np.ndarray, min_gap: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Cut a straightened line crop where its ink has a gap wider than ``min_gap`` x its height.
+class Reading(NamedTuple):
+    """What a line crop reads as: its text, its confidence (mean probability of the characters the
+    text is made of) and its words, left to right."""
 
-    Detectors join fields that share a baseline (``Date: ____ 12-4-87`` on a
-    form, columns of a table row); read as one line, the wide gap comes out as
-    no space at all and the fields run together. Ink is measured in the middle
-    band of the crop, so underlines and rules along the bottom do not bridge
-    the gap. Normal word spaces (about half the line height) are far below the
-    threshold.
-
-    Args:
-        crop: (h, w, 3) upright crop from :func:`crop_quad`.
-        quad: the page quadrilateral it came from (clockwise from top-left).
-        min_gap: gap width, in multiples of the crop height, that splits; 0 disables.
-
-    Returns:
-        ``(crop, quad)`` pieces, left to right; the input alone when nothing splits.
-    """
-    h, w = crop.shape[:2]
-    if min_gap <= 0 or w < 3 * h or h < 8:
-        return [(crop, quad)]
-    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-    band = gray[h // 4 : h - h // 4]
-    _, ink = cv2.threshold(band, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    cols = ink.sum(axis=0) > 0
-    if not cols.any():
-        return [(crop, quad)]
-    gap = int(min_gap * h)
-    # runs of empty columns between the first and last inked column
-    first, last = int(np.argmax(cols)), int(w - 1 - np.argmax(cols[::-1]))
-    cuts = []
-    run_start = None
-    for x in range(first, last + 1):
-        if not cols[x]:
-            if run_start is None:
-                run_start = x
-        elif run_start is not None:
-            if x - run_start >= gap:
-                cuts.append((run_start, x))
-            run_start = None
-    if not cuts:
-        return [(crop, quad)]
-    pad = max(2, h // 6)
-    bounds = []
-    start = max(0, first - pad)
-    for a, b in cuts:
-        bounds.append((start, min(w, a + pad)))
-        start = max(0, b - pad)
-    bounds.append((start, min(w, last + 1 + pad)))
-    q = np.asarray(quad, np.float32).reshape(4, 2)
-    pieces = []
-    for x0, x1 in bounds:
-        t0, t1 = x0 / w, x1 / w
-        top0, top1 = q[0] + (q[1] - q[0]) * t0, q[0] + (q[1] - q[0]) * t1
-        bot0, bot1 = q[3] + (q[2] - q[3]) * t0, q[3] + (q[2] - q[3]) * t1
-        pieces.append((crop[:, x0:x1], np.stack([top0, top1, bot1, bot0])))
-    return pieces
+    text: str
+    confidence: float
+    words: tuple[WordSpan, ...] = ()
 
 
 def padded_width(width: int, min_width: int, step: int) -> int:
@@ -258,8 +208,8 @@ class CTCDecoder:
 
     def __call__(
         self, probs: np.ndarray, min_word_prob: float | None = None, lexicon: Lexicon | None = None
-    ) -> list[tuple[str, float]]:
-        """Decode (N, T, C) class probabilities into ``(text, confidence)`` per row.
+    ) -> list[Reading]:
+        """Decode (N, T, C) class probabilities into a :class:`Reading` per row.
 
         Confidence is the mean probability of the emitted characters (0.0 for an empty string).
         ``min_word_prob`` and ``lexicon`` are :meth:`decode_best`'s (the alternatives are the
@@ -289,9 +239,9 @@ class CTCDecoder:
         min_word_prob: float | None = None,
         alternatives: tuple[np.ndarray, np.ndarray] | None = None,
         lexicon: Lexicon | None = None,
-    ) -> list[tuple[str, float]]:
+    ) -> list[Reading]:
         """Decode each frame's best class, its probability and the space class's probability, all (N, T),
-        into ``(text, confidence)`` per row: what :meth:`__call__` reads of the full probabilities, and what
+        into a :class:`Reading` per row: what :meth:`__call__` reads of the full probabilities, and what
         an engine built with ``best_class`` returns (:func:`~pipeline.models.engine.append_best_class`).
 
         The best classes must already respect the charset (a cut head, or :meth:`__call__`'s mask).
@@ -305,6 +255,9 @@ class CTCDecoder:
         probability is dropped; the words left are joined by single spaces and the confidence is the
         mean over their characters. A row with every word dropped decodes as ``("", 0.0)``; a row
         that neither option changes decodes as it does without them.
+
+        Each reading's words (what is left between spaces) span, in frames, from their first
+        character's first frame to their last character's last frame plus one.
         """
         if not (best.ndim == 2 and best.shape == best_p.shape == space_p.shape):
             raise ValueError(f"expected three (N, T) arrays, got {best.shape}, {best_p.shape}, {space_p.shape}")
@@ -319,29 +272,38 @@ class CTCDecoder:
         for r, (row, mask, p, row_space_p) in enumerate(zip(best, keep, best_p, space_p)):
             idx = row[mask]
             if idx.size == 0:
-                results.append(("", 0.0))
+                results.append(Reading("", 0.0))
                 continue
             chars = list(self.characters[idx])
             probs = list(p[mask])
-            frames: list[int | None] = list(np.flatnonzero(mask))
+            starts = np.flatnonzero(mask)
+            # the last frame of each emitted character's run of frames
+            run_starts = np.r_[0, np.flatnonzero(row[1:] != row[:-1]) + 1]
+            run_ends = np.r_[run_starts[1:], len(row)] - 1
+            frames: list[int | None] = [int(f) for f in starts]
+            ends: list[int | None] = [int(e) for e in run_ends[np.searchsorted(run_starts, starts)]]
             if (self.space_gap is not None or self.space_prob is not None) and idx.size > 1:
-                for k in self._gap_spaces(row, np.flatnonzero(mask), row_space_p)[::-1]:
+                for k in self._gap_spaces(row, starts, row_space_p)[::-1]:
                     chars.insert(int(k) + 1, " ")
                     probs.insert(int(k) + 1, 1.0)
                     frames.insert(int(k) + 1, None)
+                    ends.insert(int(k) + 1, None)
             corrected = False
             if lexicon is not None and alternatives is not None:
                 corrected = self._correct(chars, probs, frames, alternatives[0][r], alternatives[1][r], lexicon)
+            words = _words(chars, probs, frames, ends)
             if min_word_prob:
-                kept = _sure_words(chars, probs, min_word_prob)
-                if kept is not None:
-                    results.append((" ".join("".join(c for c, _ in w) for w in kept),
-                                    float(np.mean([q for w in kept for _, q in w])) if kept else 0.0))
+                kept = [w for w in words if min(q for _, q, _, _ in w) >= min_word_prob]
+                if len(kept) != len(words):
+                    results.append(Reading(" ".join("".join(c for c, *_ in w) for w in kept),
+                                           float(np.mean([q for w in kept for _, q, _, _ in w])) if kept else 0.0,
+                                           _spans(kept)))
                     continue
             if corrected:
-                results.append(("".join(chars), float(np.mean([q for q, f in zip(probs, frames) if f is not None]))))
+                confidence = float(np.mean([q for q, f in zip(probs, frames) if f is not None]))
             else:
-                results.append(("".join(chars), float(p[mask].mean())))
+                confidence = float(p[mask].mean())
+            results.append(Reading("".join(chars), confidence, _spans(words)))
         return results
 
     def _correct(self, chars: list[str], probs: list[float], frames: list[int | None], alt_class: np.ndarray,
@@ -365,19 +327,28 @@ class CTCDecoder:
         return changed
 
 
-def _sure_words(chars: list[str], probs: list[float], min_prob: float) -> list[list[tuple[str, float]]] | None:
-    """The words of a decoded line (runs of characters between spaces, each character with its
-    probability) whose every character reaches ``min_prob``; None when that is all of them."""
-    words: list[list[tuple[str, float]]] = [[]]
-    for c, q in zip(chars, probs):
+_Char = tuple[str, float, int, int]
+
+
+def _words(chars: list[str], probs: list[float], frames: list[int | None],
+           ends: list[int | None]) -> list[list[_Char]]:
+    """The words of a decoded line: runs of characters between spaces, each character with its
+    probability and its first and last frame."""
+    words: list[list[_Char]] = [[]]
+    for c, q, f, e in zip(chars, probs, frames, ends):
         if c == " ":
             if words[-1]:
                 words.append([])
         else:
-            words[-1].append((c, float(q)))
-    words = [w for w in words if w]
-    sure = [w for w in words if min(q for _, q in w) >= min_prob]
-    return None if len(sure) == len(words) else sure
+            words[-1].append((c, float(q), f, e))
+    return [w for w in words if w]
+
+
+def _spans(words: list[list[_Char]]) -> tuple[WordSpan, ...]:
+    return tuple(
+        WordSpan("".join(c for c, *_ in w), float(np.mean([q for _, q, _, _ in w])), float(w[0][2]), float(w[-1][3] + 1))
+        for w in words
+    )
 
 
 def charset_classes(model: ModelFile, charset: str) -> list[int] | None:
@@ -442,10 +413,10 @@ class TextRecognizer:
                 "(create_engine(..., best_class=True, alternatives=ALTERNATIVES))"
             )
 
-    def __call__(self, crops: Sequence[np.ndarray], words: bool = False) -> list[tuple[str, float]]:
-        """``(text, confidence)`` per crop.
+    def __call__(self, crops: Sequence[np.ndarray], word_steps: bool = False) -> list[Reading]:
+        """A :class:`Reading` per crop, its words' ``start`` and ``end`` in pixels of the crop.
 
-        With ``words``, the readings go through the word-level steps the config asks for
+        With ``word_steps``, the readings go through the word-level steps the config asks for
         (:meth:`CTCDecoder.decode_best`): words outside ``recognition.lexicon`` that one
         next-best character makes a word are corrected, then words with a character read
         below ``recognition.min_word_confidence`` are left out. Without it, each crop's reading
@@ -464,21 +435,26 @@ class TextRecognizer:
             height,
             self.config.min_width,
         )
-        min_word = self.config.min_word_confidence if words else None
-        lexicon = self.lexicon if words else None
-        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        min_word = self.config.min_word_confidence if word_steps else None
+        lexicon = self.lexicon if word_steps else None
+        results: list[Reading] = [Reading("", 0.0)] * len(crops)
         for batch in batches:
             width = padded_width(resized[batch[0]].shape[1], self.config.min_width, self.config.width_step)
             out = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
             if self.best_class:
                 best, best_p, space_p, *alternatives = out
+                frames = best.shape[1]
                 decoded = self.decode.decode_best(
                     best, best_p, space_p, min_word, tuple(alternatives) if alternatives and lexicon else None, lexicon
                 )
             else:
+                frames = out.shape[1]
                 decoded = self.decode(out, min_word, lexicon)
-            for i, res in zip(batch, decoded):
-                results[i] = res
+            for i, reading in zip(batch, decoded):
+                # frame -> input pixels of the padded batch -> pixels of the crop as it came in
+                scale = width / max(frames, 1) * crops[i].shape[1] / resized[i].shape[1]
+                words = tuple(WordSpan(w.text, w.confidence, w.start * scale, w.end * scale) for w in reading.words)
+                results[i] = reading._replace(words=words)
         return results
 
 
@@ -502,9 +478,15 @@ class LineClassifier:
             batch[i, :, :, :new_w] = _normalise(cv2.resize(crop, (new_w, self.HEIGHT))).transpose(2, 0, 1)
         return np.asarray(self.engine(batch))[:, 1]
 
-    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+    def orient(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
+        """The crops with those it finds upside down turned by 180 degrees, and which were turned."""
         out = list(crops)
+        turned = [False] * len(crops)
         for i, p in enumerate(self.upside_down(crops)):
             if p > 0.5 and p >= self.thresh:
                 out[i] = np.ascontiguousarray(crops[i][::-1, ::-1])
-        return out
+                turned[i] = True
+        return out, turned
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        return self.orient(crops)[0]

@@ -1,17 +1,11 @@
-"""Tesseract as an alternative Folio engine (``engine.name: tesseract``), for CPU-only fleets.
+"""Tesseract as an alternative engine (``engine.name: tesseract``), for CPU-only fleets: the
+``tesseract`` command line program (Debian ``tesseract-ocr``), run on one page at a time.
 
-:class:`TesseractStage` has the batch interface and output columns of
-:class:`pipeline.stages.OcrStage`, so runners cannot tell the two apart. Each
-page goes to the ``tesseract`` command line program (Debian ``tesseract-ocr``)
-as a PNG on stdin and comes back as TSV on stdout; there is no pytesseract
-dependency. Tesseract's words are grouped into its lines, and the lines go
-through :func:`pipeline.stages.order_lines`, the same reading-order assembly
-the neural engine uses.
-
-Tesseract runs with ``OMP_THREAD_LIMIT`` from ``tesseract.threads``; up to
-``tesseract.processes`` pages of a batch run at once, one process each. A page
-that tesseract cannot do (missing program or language, non-zero exit, time
-limit) becomes an ``ocr_failed`` row, never an exception.
+:class:`TesseractReader` sends a page as a PNG on stdin and reads TSV from
+stdout (there is no pytesseract dependency); :func:`parse_tsv` turns it into
+lines with their words. :func:`tesseract_model_info` says which program and
+language data a run uses. The stage around it is
+:class:`pipeline.stages.tesseract.TesseractStage`.
 """
 
 from __future__ import annotations
@@ -25,19 +19,17 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from pipeline.config import FolioConfig, TesseractConfig
-from pipeline.errors import FolioError, ModelError, OcrError
+from pipeline.errors import ModelError, OcrError
 from pipeline.models.zoo import ModelFile, files_sha256
-from pipeline.stages import STAGE_COLUMNS, order_lines, stage_result
 
-__all__ = ["TesseractStage", "parse_tsv", "tesseract_model_info"]
+__all__ = ["INSTALL_HINT", "TsvLine", "TesseractReader", "parse_tsv", "tesseract_model_info"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +117,21 @@ def tesseract_model_info(config: FolioConfig) -> dict[str, ModelFile]:
     return {"tesseract": ModelFile(name=f"tesseract {version} {lang}", path=tessdata, sha256=files_sha256(*files))}
 
 
-def parse_tsv(tsv: str, min_confidence: float = 0.0) -> tuple[np.ndarray, list[str], list[float]]:
+class TsvLine(NamedTuple):
+    """One of tesseract's lines: the box around its words (float32 (4, 2) corners, clockwise from
+    the top-left), its text, its confidence (0..1) and its words as ``(text, confidence, box)``."""
+
+    quad: np.ndarray
+    text: str
+    confidence: float
+    words: tuple[tuple[str, float, np.ndarray], ...]
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), np.float32)
+
+
+def parse_tsv(tsv: str, min_confidence: float = 0.0) -> list[TsvLine]:
     """Turn tesseract's TSV output into lines.
 
     Words (level 5 rows) are grouped by (page, block, paragraph, line). A line's
@@ -139,8 +145,7 @@ def parse_tsv(tsv: str, min_confidence: float = 0.0) -> tuple[np.ndarray, list[s
         min_confidence: word confidence floor, 0..1.
 
     Returns:
-        (N, 4, 2) float32 corners clockwise from top-left, the N line texts and
-        the N confidences, in tesseract's order.
+        The lines in tesseract's order.
 
     Raises:
         OcrError: a word row is not made of numbers where TSV has them.
@@ -160,16 +165,16 @@ def parse_tsv(tsv: str, min_confidence: float = 0.0) -> tuple[np.ndarray, list[s
         if not text or conf < 0 or conf / 100 < min_confidence:
             continue
         lines.setdefault((page, block, par, line), []).append((left, top, left + width, top + height, conf, text))
-    quads = np.zeros((len(lines), 4, 2), np.float32)
-    texts: list[str] = []
-    confidences: list[float] = []
-    for i, words in enumerate(lines.values()):
+    out = []
+    for words in lines.values():
         x0, y0 = min(w[0] for w in words), min(w[1] for w in words)
         x1, y1 = max(w[2] for w in words), max(w[3] for w in words)
-        quads[i] = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-        texts.append(" ".join(w[5] for w in words))
-        confidences.append(min(max(float(np.mean([w[4] for w in words])) / 100, 0.0), 1.0))
-    return quads, texts, confidences
+        out.append(TsvLine(
+            _box(x0, y0, x1, y1), " ".join(w[5] for w in words),
+            min(max(float(np.mean([w[4] for w in words])) / 100, 0.0), 1.0),
+            tuple((w[5], min(max(w[4] / 100, 0.0), 1.0), _box(*w[:4])) for w in words),
+        ))
+    return out
 
 
 def _tail(text: str, limit: int = 500) -> str:
@@ -177,81 +182,25 @@ def _tail(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-class TesseractStage:
-    """Recognise a batch of pages with the ``tesseract`` program.
+class TesseractReader:
+    """Runs the ``tesseract`` program on one page at a time, with ``OMP_THREAD_LIMIT`` from
+    ``tesseract.threads`` and a time limit of ``tesseract.timeout_s``.
 
-    Same columns in and out as :class:`pipeline.stages.OcrStage`. Input:
-    ``doc_id``, ``page_index``, ``image`` (object array of RGB uint8 arrays),
-    and optionally ``dpi`` (passed to tesseract as ``--dpi`` when known). Output:
-    ``doc_id``, ``page_index``, ``width``, ``height``, ``lines``, ``text``,
-    ``mean_confidence``, ``status``, ``error_code``, ``error_message``,
-    ``detect_ms`` (always None: tesseract finds and reads lines in one call)
-    and ``recognize_ms`` (the whole tesseract call).
-
-    A stage whose tesseract is missing or lacks the language still builds, with
-    empty ``models``; each of its pages becomes an ``ocr_failed`` row saying what
-    to install. (A runner that wants to refuse such a run up front calls
-    :func:`tesseract_model_info`, which raises.)
+    ``models`` is :func:`tesseract_model_info`'s result (empty when tesseract is
+    not usable: every page then fails saying what to install).
     """
 
-    def __init__(self, config: FolioConfig):
-        self.config = config
-        self.settings: TesseractConfig = config.tesseract
-        try:
-            self.models = tesseract_model_info(config)
-        except ModelError as e:
-            log.warning("tesseract is not usable, every page will fail: %s", e)
-            self.models = {}
+    def __init__(self, settings: TesseractConfig, models: dict[str, ModelFile]):
+        self.settings = settings
+        self.models = models
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for column in ("doc_id", "page_index", "image"):
-            if column not in batch:
-                raise ValueError(f"TesseractStage batch needs a {column!r} column, got {sorted(batch)}")
-        images = [np.asarray(image) for image in batch["image"]]
-        dpis = list(batch["dpi"]) if "dpi" in batch else [None] * len(images)
-        n = len(images)
-        out: dict[str, list] = {k: [None] * n for k in STAGE_COLUMNS}
-        for i, image in enumerate(images):
-            out["height"][i], out["width"][i] = (int(image.shape[0]), int(image.shape[1])) if image.ndim >= 2 else (0, 0)
+    def read(self, image: np.ndarray, dpi=None) -> list[TsvLine]:
+        """The lines tesseract reads on an RGB page.
 
-        workers = min(self.settings.processes, n)
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tesseract") as pool:
-                results = list(pool.map(self._page, images, dpis))
-        else:
-            results = [self._page(image, dpi) for image, dpi in zip(images, dpis)]
-
-        for i, result in enumerate(results):
-            if isinstance(result, FolioError):
-                log.warning("tesseract failed on page %s of %s: %s", batch["page_index"][i], batch["doc_id"][i], result)
-                out["status"][i] = "error"
-                out["error_code"][i] = result.code
-                out["error_message"][i] = result.message
-                out["lines"][i] = []
-                out["text"][i] = ""
-                continue
-            (quads, texts, confidences), elapsed_ms = result
-            lines, text = order_lines(quads, texts, confidences)
-            out["lines"][i] = [line.to_row() for line in lines]
-            out["text"][i] = text
-            out["mean_confidence"][i] = float(np.mean([line.confidence for line in lines])) if lines else None
-            out["status"][i] = "ok"
-            out["recognize_ms"][i] = elapsed_ms
-        return stage_result(batch, out)
-
-    def _page(self, image: np.ndarray, dpi) -> tuple[tuple[np.ndarray, list[str], list[float]], float] | FolioError:
-        """OCR one page; the error instead of raising it, so a pool's other pages go on."""
-        t0 = time.perf_counter()
-        try:
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise OcrError(f"page image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}", retryable=False)
-            if image.shape[0] == 0 or image.shape[1] == 0:
-                raise OcrError(f"page image is empty ({image.shape[1]}x{image.shape[0]} pixels)", retryable=False)
-            tsv = self._run(image, dpi)
-            parsed = parse_tsv(tsv, self.settings.min_confidence)
-        except FolioError as e:
-            return e
-        return parsed, (time.perf_counter() - t0) * 1000
+        Raises:
+            OcrError: the program is missing, fails, is killed or runs out of time.
+        """
+        return parse_tsv(self._run(image, dpi), self.settings.min_confidence)
 
     def _command(self, exe: str, dpi) -> list[str]:
         s = self.settings

@@ -41,6 +41,7 @@ import numpy as np
 
 from pipeline.config import EngineConfig
 from pipeline.errors import ModelError, OcrError
+from pipeline.models.graph import flush_denormals, select_classes
 from pipeline.models.zoo import ModelFile, load_onnx
 
 __all__ = ["TorchEngine", "rewrite_graph", "network_stride", "resolve_device", "resolve_dtype", "torch_available"]
@@ -59,8 +60,7 @@ def _quiet_openmp() -> None:
 
     Must run before torch is first imported (libgomp reads it once). On CPUs
     shared with decode tasks and other workers, torch's spinning OpenMP threads
-    stall each other at every operator's barrier: measured on a loaded 2-core
-    machine, recognition ran 10-20x slower with spinning than with
+    stall each other at every operator's barrier, many times slower than with
     ``OMP_WAIT_POLICY=PASSIVE``, which is as fast when the cores are idle.
     """
     if "torch" not in sys.modules:
@@ -231,8 +231,6 @@ def _convert(model: ModelFile, classes: tuple[int, ...] | None = None) -> _Conve
         if key in _converted:
             return _converted[key]
         convert = _import_torch()[2]
-        from pipeline.models.engine import flush_denormals, select_classes
-
         proto = load_onnx(model)
         flush_denormals(proto)  # subnormal weights are slow on a CPU, and change nothing
         if classes is not None:

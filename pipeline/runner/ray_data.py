@@ -1,45 +1,45 @@
-"""The Ray Data runner: the same records as the local runner, fanned out over a Ray cluster.
+"""The Ray Data runner: the local runner's stages, fanned out over a Ray cluster.
 
 The job::
 
     planned refs (driver)
-      -> flat_map(fetch + sniff + decode)      CPU tasks, ``ray.decode_num_cpus`` each
-      -> map_batches(OcrRecords)               actor pool: models load once per actor;
-                                               one GPU each when the cluster has GPUs,
-                                               fractional CPUs otherwise
-      -> iter_rows() -> Assembler (driver)     rows, Parquet shards, manifest
+      -> map_batches(decode stage)            CPU tasks, ``ray.decode_num_cpus`` each
+      -> map_batches(OcrActor: page stage)    actor pool: models load once per actor;
+                                              one GPU each when the cluster has GPUs,
+                                              fractional CPUs otherwise
+      -> iter_batches() -> assembler (driver) rows, Parquet shards, manifest
 
-Pages stream: Ray Data's executor bounds what is in flight, pixels stay in the
-object store between decode tasks and OCR actors, and the driver only ever
-sees page results (text and boxes). Per-document failures are records, never
-exceptions, so Ray Data never drops a block; a dead actor is restarted and its
-batch retried, and the assembler keeps each document and page once.
+Items (:mod:`pipeline.types`) travel as they are, one object column per
+batch; pages stream: Ray Data's executor bounds what is in flight, pixels stay
+in the object store between decode tasks and OCR actors, and the driver only
+ever sees finished pages (text and boxes). Per-document failures are items,
+never exceptions, so Ray Data never drops a block; a dead actor is restarted
+and its batch retried page by page (:class:`PageAttempts`), and the assembler
+keeps each document and page once.
 
 Only this module imports Ray.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import numpy as np
 
 from pipeline.config import FolioConfig
-from pipeline.errors import ConfigError
-from pipeline.runner.common import (
-    RECORD_FIELDS,
-    Assembler,
-    OcrRecords,
-    RunSummary,
-    read_document,
-    records_table,
-    start_run,
-)
-from pipeline.storage import get_storage
-from pipeline.types import DocumentRef
+from pipeline.errors import ConfigError, WorkerLost
+from pipeline.models.engine import resolve_engine
+from pipeline.stages.assemble import Assembler
+from pipeline.stages.decode import DecodeStage
+from pipeline.stages.factory import create_page_stage
+from pipeline.types import DocumentRef, Item, PageImage
 
-__all__ = ["run_ray", "ray_init", "decode_blocks"]
+__all__ = ["run_ray", "ray_init", "resolve_engine_on_cluster", "decode_blocks", "OcrActor", "PageAttempts",
+           "SharedOrAlone"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ def ray_init(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(address=address, **kwargs)
 
 
+def resolve_engine_on_cluster(config: FolioConfig, address: str | None = None) -> FolioConfig:
+    """``engine.name: auto`` resolved by the cluster's GPUs, not the driver's (it may run on a CPU node)."""
+    if config.engine.name != "auto":
+        return config
+    ray = _ray()
+    ray_init(address or config.ray.address)
+    return resolve_engine(config, cuda=ray.cluster_resources().get("GPU", 0) >= 1)
+
+
 def decode_blocks(documents: int, decode_tasks: int, docs_per_task: int) -> int:
     """How many blocks (so decode tasks) the planned documents are split into: enough to keep every
     decode task busy, and none holding more than ``docs_per_task`` documents, because a decode
@@ -78,21 +87,29 @@ def decode_blocks(documents: int, decode_tasks: int, docs_per_task: int) -> int:
     return max(min(documents, 4 * decode_tasks), -(-documents // docs_per_task))
 
 
-def _decode_refs(batch, config: FolioConfig):
-    """Decode task: planned refs in, their page and document records out, a small table per record
-    so that a long document streams instead of landing in one block."""
-    for row in batch.to_pylist():
-        ref = DocumentRef(row["uri"], row["size"], row["etag"])
-        storage = get_storage(ref.uri, config.storage)
-        for record in read_document(ref, storage, config, as_bytes=True):
-            yield records_table([record])
+def _column(items: list) -> dict[str, np.ndarray]:
+    """A batch of items in Ray Data's numpy format: one column of Python objects."""
+    column = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        column[i] = item
+    return {"item": column}
+
+
+def _decode_refs(batch: dict[str, np.ndarray], config: FolioConfig):
+    """Decode task: planned refs in, their items out, a batch per item, so that a long document
+    streams instead of landing in one block."""
+    decode = DecodeStage(config)
+    for uri, size, etag in zip(batch["uri"], batch["size"], batch["etag"]):
+        ref = DocumentRef(str(uri), int(size) if size >= 0 else None, None if etag is None else str(etag))
+        for item in decode(ref):
+            yield _column([item])
 
 
 class PageAttempts:
     """A small actor counting how often each page was handed to an OCR actor, in a batch and alone.
 
     A count above one means an actor died with the page (Ray Data retried its
-    batch); :meth:`OcrRecords.__call__` uses that to isolate and, at last,
+    batch); :meth:`OcrActor.__call__` uses that to isolate and, at last,
     give up on a page. Finished pages are forgotten, so it stays small.
     """
 
@@ -113,51 +130,178 @@ class PageAttempts:
             self.counts.pop(("solo", key), None)
 
 
+class SharedOrAlone:
+    """Batches share an OCR process (``runner.ocr_threads``); a page run alone to isolate a crash has it
+    to itself.
+
+    When an actor dies, every batch it was running comes back, innocent ones too.
+    Their pages are then run one at a time, and each such solo run counts towards
+    ``ray.max_page_attempts``: were a poisonous page's solo run to overlap an
+    innocent page's, the innocent page would die with it and be counted, and
+    could end as a ``worker_lost`` row it did not cause. Solo runs wait until
+    no batch is running and keep new batches waiting meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone and not self._waiting_alone)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def alone(self):
+        with self._cond:
+            self._waiting_alone += 1
+            self._cond.wait_for(lambda: not self._alone and not self._shared)
+            self._waiting_alone -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+
+class OcrActor:
+    """The page stage in a Ray actor: the page images of a batch go through it, other items pass.
+
+    A callable class in Ray Data's ``map_batches`` shape: the page stage (and its
+    models) is built once per instance, i.e. once per actor.
+
+    Ray Data retries the batch of an actor that died (killed for memory, a
+    crash in native code) on a new actor. A batch that comes back is run one
+    page at a time, and a page on which actors died ``ray.max_page_attempts``
+    times alone becomes a ``worker_lost`` error row, so one poisonous page can
+    neither take its batch down with it nor be retried forever.
+    """
+
+    def __init__(self, config: FolioConfig, attempts=None,
+                 stage_factory: Callable[[FolioConfig], Callable] = create_page_stage):
+        """
+        Args:
+            config: the run's configuration.
+            attempts: the handle of the run's :class:`PageAttempts` actor (None: no isolation).
+            stage_factory: builds the page stage.
+        """
+        self.stage = stage_factory(config)
+        self.attempts = attempts
+        self.max_page_attempts = config.ray.max_page_attempts
+        self._isolation = SharedOrAlone()
+
+    def process(self, items: list[Item]) -> list[Item]:
+        """The batch with its page images replaced by the pages read on them."""
+        pages = [item for item in items if isinstance(item, PageImage)]
+        if not pages:
+            return items
+        return [item for item in items if not isinstance(item, PageImage)] + list(self.stage(pages))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items = list(batch["item"])
+        del batch
+        out = self._guarded(items) if self.attempts is not None else self.process(items)
+        del items
+        result = _column(out)
+        del out
+        release_heap()
+        return result
+
+    def _guarded(self, items: list[Item]) -> list[Item]:
+        ray = _ray()
+        pages = [item for item in items if isinstance(item, PageImage)]
+        if not pages:
+            return items
+        keys = [f"{p.doc_id}:{p.page_index}" for p in pages]
+        try:
+            tries = ray.get(self.attempts.begin.remote(keys, "batch"), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError) as e:
+            # The counter is a convenience: losing it (its node died) must not lose the batch.
+            log.warning("page-attempts actor unavailable (%s); running the batch without isolation", e)
+            return self.process(items)
+        if max(tries) <= 1:
+            with self._isolation.shared():
+                out = self.process(items)
+            self.attempts.end.remote(keys)
+            return out
+        log.warning("a batch of %d pages is back after its OCR worker died: running its pages one by one", len(pages))
+        out = [item for item in items if not isinstance(item, PageImage)]
+        for page, key in zip(pages, keys):
+            with self._isolation.alone():  # counted and run with nothing else in this process
+                try:
+                    solo = ray.get(self.attempts.begin.remote([key], "solo"), timeout=60)[0]
+                except (ray.exceptions.RayError, TimeoutError):
+                    solo = 1
+                if solo > self.max_page_attempts:
+                    error = WorkerLost(f"the OCR worker died on this page {solo - 1} times (killed for memory?)")
+                    log.error("page %s: %s", key, error)
+                    out.append(page.failed(error.code, error.message))
+                else:
+                    out.extend(self.process([page]))
+                    # It read alone without killing the actor: innocent. Should a later page of this
+                    # batch kill the actor, this one's rerun must not count towards giving up on it.
+                    self.attempts.end.remote([key])
+        self.attempts.end.remote(keys)
+        return out
+
+
+def release_heap() -> None:
+    """Give freed heap pages back to the OS after a batch (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Pages and crops differ in size from batch to batch and glibc keeps freed
+    chunks in its arenas; trimming after each batch lets a long-lived OCR
+    actor's resident memory fall back between batches.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def run_ray(
-    source: str | Iterable[DocumentRef],
-    dest: str,
+    refs: Sequence[DocumentRef],
     config: FolioConfig,
+    assembler: Assembler,
     *,
-    force: bool = False,
-    progress: bool = True,
-    exclude: Sequence[str] = (),
-    redo_before: dt.datetime | None = None,
-    run_id: str | None = None,
     address: str | None = None,
-) -> RunSummary:
-    """Run the pipeline on Ray Data and write results to ``dest``; same output as :func:`run_local`.
+    stage_factory: Callable[[FolioConfig], Callable] = create_page_stage,
+) -> None:
+    """Run ``refs`` through the stages on Ray Data, every item ending in ``assembler`` (in the driver).
 
     Args:
-        source: folder, file or URI to plan from, or already planned refs.
-        dest: output folder or URI (must be reachable from the workers).
-        config: the run's configuration (``ray`` section: actor pool and task sizes).
-        force: redo documents the destination already holds under this config.
-        progress: show a progress bar on stderr.
-        redo_before: redo documents whose existing rows were processed before this time
-            (what a reprocessing job passes, so its retries keep what earlier attempts finished).
-        run_id: the run's id (default a new one); output file names carry it.
-        exclude: glob patterns of inputs to leave out.
-        address: Ray cluster address (default ``ray.address``, ``RAY_ADDRESS``, else local Ray).
+        refs: the planned inputs.
+        config: the run's configuration (``ray`` section: actor pool and task sizes; ``engine.name``
+            resolved, see :func:`resolve_engine_on_cluster`).
+        assembler: takes every page and source document.
+        address: Ray cluster address (default ``ray.address``, ``RAY_ADDRESS``, else a local Ray).
+        stage_factory: builds the page stage in each OCR actor (must be importable there).
     """
-    from pipeline.models.engine import resolve_engine
-
+    if not refs:
+        return
     ray = _ray()
-    if config.engine.name == "auto":  # the workers' GPUs decide, not the driver's
-        ray_init(address or config.ray.address)
-        config = resolve_engine(config, cuda=ray.cluster_resources().get("GPU", 0) >= 1)
-    refs, assembler = start_run(source, dest, config, force=force, progress=progress, exclude=exclude,
-                                  redo_before=redo_before, run_id=run_id)
-    try:
-        if refs:
-            ray_init(address or config.ray.address)
-            _stream(ray, refs, config, assembler)
-    finally:
-        assembler.progress.close()
-    return assembler.close(source if isinstance(source, str) else None)
-
-
-def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assembler) -> None:
+    ray_init(address or config.ray.address)
     from ray.data import DataContext
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver's own bar counts documents, pages and errors
@@ -166,8 +310,6 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
     gpus = rc.ocr_num_gpus
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     # Kept beside the driver, so losing a worker node does not lose the counts.
     attempts = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(PageAttempts).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
@@ -176,17 +318,18 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
     if gpus > 0:  # a GPU reads pages faster than one CPU decodes them: feed each OCR actor
         gpu_actors = min(rc.ocr_actors, int(ray.cluster_resources().get("GPU", 0) // gpus) or 1)
         decode_tasks = max(decode_tasks, rc.decode_tasks_per_gpu * gpu_actors)
-    items = [{"uri": r.uri, "size": r.size or 0, "etag": r.etag} for r in refs]
-    ds = ray.data.from_items(items, override_num_blocks=decode_blocks(len(items), decode_tasks, rc.docs_per_task))
+    # -1: the size is not known (from_items needs one type per column)
+    rows = [{"uri": r.uri, "size": -1 if r.size is None else r.size, "etag": r.etag} for r in refs]
+    ds = ray.data.from_items(rows, override_num_blocks=decode_blocks(len(rows), decode_tasks, rc.docs_per_task))
     ds = ds.map_batches(
-        _decode_refs, fn_kwargs={"config": config}, batch_size=1, batch_format="pyarrow",
+        _decode_refs, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy",
         num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=decode_tasks),
     )
     ds = ds.map_batches(
-        OcrRecords,
-        fn_constructor_kwargs={"config": config, "attempts": attempts},
+        OcrActor,
+        fn_constructor_kwargs={"config": config, "attempts": attempts, "stage_factory": stage_factory},
         batch_size=config.runner.batch_pages,
-        batch_format="pyarrow",
+        batch_format="numpy",
         # Ray Data restarts dead actors and retries their batches without limit by default.
         # Each actor runs runner.ocr_threads batches at once in threads sharing its models, as the
         # local runner does.
@@ -198,9 +341,9 @@ def _stream(ray, refs: list[DocumentRef], config: FolioConfig, assembler: Assemb
         num_gpus=gpus,
     )
     try:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            for row in batch.drop_columns(["image_bytes"]).to_pylist():
-                assembler.add(dict(RECORD_FIELDS) | row)
+        for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+            for item in batch["item"]:
+                assembler.add(item)
     finally:
         # The counts are this run's; left alive, every run a long-lived driver (a Prefect worker,
         # a notebook) makes would leave one more actor behind.

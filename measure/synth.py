@@ -17,7 +17,7 @@ machine (the fonts found on the machine are part of the input).
 
 Example::
 
-    from pipeline.synth import generate
+    from measure.synth import generate
     paths = generate("/tmp/docs", pages=10, kind="invoice", seed=7)
 """
 
@@ -133,7 +133,7 @@ def _families() -> tuple[_Family, ...]:
                 found.append(_Family(ttf.stem, "sans", str(ttf), str(ttf), 10.0))
     if not found:
         raise RuntimeError(
-            "pipeline.synth found no TrueType font (looked in "
+            "measure.synth found no TrueType font (looked in "
             + ", ".join(_FONT_DIRS)
             + f" and matplotlib's mpl-data). Install them with: apt-get install -y {_FONT_PACKAGES}"
         )
@@ -1883,8 +1883,8 @@ def _write_document(
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.synth DEST --pages N --kind K``: write a test set."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.synth", description=__doc__.splitlines()[0])
+    """``python -m measure.synth DEST --pages N --kind K``: write a test set."""
+    ap = argparse.ArgumentParser(prog="python -m measure.synth", description=__doc__.splitlines()[0])
     ap.add_argument("dest")
     ap.add_argument("--pages", type=int, default=10)
     ap.add_argument("--kind", choices=KINDS, default="invoice")

@@ -9,7 +9,7 @@ has two ``documents`` rows (each with its ``config_fingerprint``, ``run_id`` and
     QUALIFY row_number() OVER (PARTITION BY doc_id ORDER BY processed_at DESC) = 1;
 
 and the pages of those rows by joining on ``(doc_id, run_id)``. The functions
-here do the same with pyarrow, through :mod:`pipeline.storage`, so they work on
+here do the same with pyarrow, through :mod:`pipeline.io.storage`, so they work on
 local folders and ``s3://`` prefixes alike. Nothing here imports Prefect.
 """
 
@@ -28,11 +28,11 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import StorageConfig
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import get_storage, join
-from pipeline.types import DocumentRef
+from pipeline.io.storage import get_storage, join
+from pipeline.types import DocumentRef, RunTally
 
 __all__ = ["read_table", "latest_documents", "document_confidence", "Selection", "select_documents", "run_stats",
-           "RunStats", "LATEST_DOCUMENTS_SQL"]
+           "LATEST_DOCUMENTS_SQL"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def read_table(
         parts.append(part)
     if not parts:
         return pa.schema([table_schema.field(c) for c in wanted]).empty_table()
-    return pa.concat_tables(parts, promote_options="default")
+    # Files written before a column or a nested field existed (words, schema version 1) get it as null.
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def latest_documents(dest: str, storage_config: StorageConfig | None = None, per: str = "doc_id") -> pa.Table:
@@ -226,39 +227,22 @@ def select_documents(
     return result
 
 
-@dataclass
-class RunStats:
-    """What a set of runs wrote, read back from the Parquet (the numbers a report shows)."""
-
-    documents: int = 0
-    pages: int = 0
-    ok: int = 0
-    partial: int = 0
-    errors: int = 0
-    errors_by_code: dict[str, int] = field(default_factory=dict)
-    mean_confidence: float | None = None
-    lowest_confidence: list[dict] = field(default_factory=list)
-
-    @property
-    def error_rate(self) -> float:
-        return (self.partial + self.errors) / self.documents if self.documents else 0.0
-
-
 def run_stats(dest: str, run_ids: Sequence[str], storage_config: StorageConfig | None = None,
-              lowest: int = 10) -> RunStats:
-    """Counts, errors by code, mean confidence and the lowest-confidence documents of ``run_ids``
-    (run ids or run id prefixes, as :func:`read_table` takes them)."""
-    stats = RunStats()
+              lowest: int = 10) -> RunTally:
+    """The tally of ``run_ids`` (run ids or run id prefixes, as :func:`read_table` takes them) read back
+    from the Parquet they wrote: counts, errors by code, mean confidence and the lowest-confidence
+    documents."""
+    stats = RunTally()
     if not run_ids:
         return stats
     docs = read_table(dest, "documents", ["doc_id", "source_uri", "status", "error_code", "run_id"],
                       storage_config, run_ids)
-    pages = read_table(dest, "pages", ["doc_id", "run_id", "mean_confidence"], storage_config, run_ids)
-    stats.documents = docs.num_rows
+    pages = read_table(dest, "pages", ["doc_id", "run_id", "status", "mean_confidence"], storage_config, run_ids)
     stats.pages = pages.num_rows
+    stats.page_errors = pages.num_rows - int(pc.sum(pc.equal(pages["status"], "ok")).as_py() or 0)
     doc_rows = docs.to_pylist()
     for row in doc_rows:
-        schema.count_document(stats, row["status"], row["error_code"])
+        stats.add_document(row["status"], row["error_code"])
     valid = pages.filter(pc.is_valid(pages["mean_confidence"]))
     if valid.num_rows:
         stats.mean_confidence = float(pc.mean(valid["mean_confidence"]).as_py())

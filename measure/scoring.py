@@ -11,6 +11,10 @@ by summing counts (a page with 500 words weighs more than one with 5):
   (insertions), over the number of GT characters.
 - **detection**: one-to-one line matches at IoU >= threshold (precision,
   recall, H-mean).
+- **word boxes** (sets with GT word boxes, FUNSD): of the GT words the system
+  read exactly (a predicted word with the same normalised text overlaps the GT
+  box), the share whose best such word covers it at IoU >= 0.5: whether the
+  system puts its words where they are on the page.
 
 Edge conventions, used by every ratio here:
 
@@ -34,7 +38,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.datasets import GtLine, GtPage
+from measure.datasets import GtLine, GtPage
 
 __all__ = [
     "normalize_text",
@@ -46,6 +50,7 @@ __all__ = [
     "match_lines",
     "detection_counts",
     "line_cer_counts",
+    "word_box_counts",
     "rescale_polygon",
     "PageScore",
     "score_page",
@@ -350,6 +355,31 @@ def _line_counts(
 # -- page and set scores -----------------------------------------------------
 
 
+def word_box_counts(
+    pred_words: Sequence[tuple[Polygon, str]], gt_words: Sequence[GtLine], iou_threshold: float = 0.5
+) -> tuple[int, int]:
+    """(GT words read exactly, of those covered at ``iou_threshold``) on one page.
+
+    A GT word is read exactly when a predicted word with the same normalised text
+    overlaps its box; it is covered when the best-overlapping such word reaches
+    ``iou_threshold``.
+    """
+    by_text: dict[str, list[Polygon]] = {}
+    for polygon, text in pred_words:
+        if polygon is not None:
+            by_text.setdefault(normalize_text(text), []).append(polygon)
+    read = covered = 0
+    for gt in gt_words:
+        candidates = by_text.get(normalize_text(gt.text), ())
+        if gt.polygon is None or not candidates:
+            continue
+        best = max(polygon_iou(p, gt.polygon) for p in candidates)
+        if best > 0:
+            read += 1
+            covered += best >= iou_threshold
+    return read, covered
+
+
 def _prf(tp: int, n_pred: int, n_gt: int) -> tuple[float, float, float]:
     if n_pred == 0 and n_gt == 0:
         return 1.0, 1.0, 1.0
@@ -372,6 +402,8 @@ class PageScore:
         det_scored: False where detection is not meaningful (a GT line that is
             the whole image, or GT without polygons); such pages are left out of
             the set's detection figures.
+        box_read, box_covered: GT words read exactly, and of those covered by the
+            predicted word at IoU >= 0.5 (:func:`word_box_counts`; 0 without GT word boxes).
     """
 
     sample_id: str
@@ -385,6 +417,12 @@ class PageScore:
     det_gt: int
     seconds: float
     det_scored: bool = True
+    box_read: int = 0
+    box_covered: int = 0
+
+    @property
+    def word_box_coverage(self) -> float | None:
+        return self.box_covered / self.box_read if self.box_read else None
 
     @property
     def precision(self) -> float:
@@ -433,6 +471,7 @@ def score_page(
     seconds: float,
     pred_size: tuple[int, int] | None = None,
     iou_threshold: float = 0.5,
+    pred_words: Sequence[tuple[Polygon, str]] = (),
 ) -> PageScore:
     """Score one page's OCR output against its ground truth.
 
@@ -443,7 +482,8 @@ def score_page(
         seconds: time spent on the page.
         pred_size: (width, height) of the image the polygons refer to; when it
             differs from the sample's GT frame, polygons are rescaled into it.
-        iou_threshold: minimum IoU of a line match.
+        iou_threshold: minimum IoU of a line match (and of a word box).
+        pred_words: predicted (polygon, text) words, where the system gives them.
 
     CER is line-matched, except on pages whose only GT line is the whole image
     (line-image sets) or whose GT has no polygons: there the predicted line
@@ -456,6 +496,7 @@ def score_page(
         if pw > 0 and ph > 0 and (pw, ph) != (sample.width, sample.height):
             sx, sy = sample.width / pw, sample.height / ph
             pred_lines = [(rescale_polygon(p, sx, sy) if p is not None else None, t) for p, t in pred_lines]
+            pred_words = [(rescale_polygon(p, sx, sy), t) for p, t in pred_words]
 
     tp, n_pred, n_gt = word_counts(pred_text, sample.words, sample.ignore_words)
     has_geometry = any(g.polygon is not None for g in sample.lines)
@@ -468,6 +509,7 @@ def score_page(
     else:
         cer_counts, det = _line_counts(pred_lines, sample.lines, iou_threshold)
         det_scored = True
+    box_read, box_covered = word_box_counts(pred_words, sample.word_boxes, iou_threshold)
     return PageScore(
         sample_id=sample.sample_id,
         tp=tp,
@@ -480,6 +522,8 @@ def score_page(
         det_gt=det[2],
         seconds=float(seconds),
         det_scored=det_scored,
+        box_read=box_read,
+        box_covered=box_covered,
     )
 
 
@@ -494,7 +538,10 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         pages where detection is scored (None when none is); ``seconds_per_page``
         (mean) and ``seconds_total``; the raw totals ``words_tp``,
         ``words_pred``, ``words_gt``, ``cer_errors``, ``cer_chars``, ``det_tp``,
-        ``det_pred``, ``det_gt``, ``det_pages``. With no pages, every ratio is None.
+        ``det_pred``, ``det_gt``, ``det_pages``; ``word_box_coverage`` (covered over read
+        exactly, :func:`word_box_counts`; None when no page has GT word boxes or no word was
+        read) with ``word_boxes_read`` and ``word_boxes_covered``. With no pages, every ratio
+        is None.
     """
     n = len(scores)
     tp = sum(s.tp for s in scores)
@@ -507,6 +554,8 @@ def summarize(scores: Sequence[PageScore]) -> dict:
     dpred = sum(s.det_pred for s in det_pages)
     dgt = sum(s.det_gt for s in det_pages)
     seconds = sum(s.seconds for s in scores)
+    box_read = sum(s.box_read for s in scores)
+    box_covered = sum(s.box_covered for s in scores)
     wp, wr, wf = _prf(tp, n_pred, n_gt) if n else (None, None, None)
     dp, dr, df = _prf(dtp, dpred, dgt) if det_pages else (None, None, None)
     return {
@@ -530,4 +579,7 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         "det_pred": dpred,
         "det_gt": dgt,
         "det_pages": len(det_pages),
+        "word_box_coverage": box_covered / box_read if box_read else None,
+        "word_boxes_read": box_read,
+        "word_boxes_covered": box_covered,
     }

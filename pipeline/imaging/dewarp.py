@@ -49,6 +49,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import DewarpConfig
+from pipeline.imaging.geometry import crop_quad
+from pipeline.types import Dewarp
 
 __all__ = [
     "PageGeometry",
@@ -65,14 +67,15 @@ log = logging.getLogger(__name__)
 #: Pages smaller than this (either side, pixels) are not dewarped.
 MIN_SIDE = 64
 #: The line classifier's mean P(upside down) over the lines checked below which a page counts as clearly
-#: upright without reading its lines both ways up. Measured: upside-down pages 0.89-1.0 (46 of the rotated
-#: synthetic set), upright FUNSD forms 0-0.69 (the classifier is unsure of single lines, not of pages).
+#: upright without reading its lines both ways up: well below what upside-down pages give, since the
+#: classifier is unsure of single lines of an upright page, not of whole pages (docs/dewarp.md).
 UPRIGHT_MAX_P = 0.3
 #: Mean confidences of two lines read upright and upside down that differ by this much decide the way up
 #: without reading the other lines of the check.
 DECISIVE = 0.3
 
-Recognize = Callable[[list[np.ndarray]], list[tuple[str, float]]]
+#: Reads line crops: a (text, confidence, ...) tuple per crop, such as the recognizer's readings.
+Recognize = Callable[[list[np.ndarray]], Sequence[tuple]]
 
 
 # --------------------------------------------------------------------------- geometry
@@ -213,11 +216,10 @@ class PageGeometry:
         mx, my = mx[step : step + h, step : step + w], my[step : step + h, step : step + w]
         return np.ascontiguousarray(mx[:h, :w]), np.ascontiguousarray(my[:h, :w])
 
-    def as_row(self) -> dict:
-        """The ``pages`` columns: rotation, skew_deg, quad, curl_corrected."""
-        quad = None if self.quad is None else [[float(x), float(y)] for x, y in self.quad]
-        return {"rotation": int(self.rotation), "skew_deg": float(self.skew_deg), "quad": quad,
-                "curl_corrected": bool(self.curl_corrected)}
+    def record(self) -> Dewarp:
+        """What was done, as the page model records it (the ``pages`` columns of the same names)."""
+        quad = None if self.quad is None else tuple((float(x), float(y)) for x, y in self.quad)
+        return Dewarp(int(self.rotation), float(self.skew_deg), quad, bool(self.curl_corrected), self.skipped)
 
 
 def _assign(d: np.ndarray) -> list[int]:
@@ -821,8 +823,6 @@ class Dewarper:
         good = good[np.argsort(-stats[good, cv2.CC_STAT_WIDTH])][: self.config.orientation_lines]
         to_orig = np.linalg.inv(m_ur @ h_ro) @ np.diag([1 / a, 1 / a, 1.0])
         crops = []
-        from pipeline.models.recognition import crop_quad
-
         for i in good:
             x, y, bw, bh = stats[i, :4].astype(np.float64)
             bw = min(bw, 8 * ch)  # a few words decide it; long rows only cost recognition time
@@ -853,7 +853,7 @@ class Dewarper:
             if not part:
                 break
             results = self.recognize(part + [np.ascontiguousarray(c[::-1, ::-1]) for c in part])
-            conf = np.hstack([conf, np.array([c if len(t.strip()) >= 2 else 0.0 for t, c in results]).reshape(2, -1)])
+            conf = np.hstack([conf, np.array([r[1] if len(r[0].strip()) >= 2 else 0.0 for r in results]).reshape(2, -1)])
             # a blob that reads as nothing either way up (a rule, a stamp, a logo) says nothing about the page
             text = conf.max(axis=0) > 0
             if text.sum() >= 2 and abs(float(np.diff(conf[:, text].mean(axis=1))[0])) >= DECISIVE:
@@ -878,126 +878,3 @@ class Dewarper:
             return None, None  # flat: nothing to say
         log.debug("curl: %d lines, sag %.1f px (x-height %.1f), rms %.2f -> %.2f", n_lines, sag, ch, before, after)
         return model.scaled(1.0 / a), None
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-def check_synth(path: str, config=None, limit: int | None = None) -> dict:
-    """Run the dewarper over a distorted synthetic set and compare with the distortion it records.
-
-    Returns counts of pages whose rotation came out right, skew errors (degrees)
-    on ``skew`` pages, page-corner errors (pixels) on ``perspective`` pages, and
-    the mean milliseconds per page.
-    """
-    import json
-    import time
-    from pathlib import Path
-
-    from pipeline.config import FolioConfig
-    from pipeline.decode import open_document
-    from pipeline.stages import OcrStage
-
-    config = config or FolioConfig()
-    stage = OcrStage(config.model_copy(update={"dewarp": config.dewarp.model_copy(update={"enabled": False})}))
-    dewarper = Dewarper(config.dewarp, stage.recognizer)
-    pages, rot_ok, skew_err, quad_err, ms, wrong = 0, 0, [], [], [], []
-    for js in sorted(Path(path).rglob("*.json")):
-        meta = json.loads(js.read_text())
-        if "pages" not in meta or "file" not in meta:
-            continue
-        with open_document((js.parent / meta["file"]).read_bytes(), config.decode) as doc:
-            for gt in meta["pages"]:
-                if limit is not None and pages >= limit:
-                    break
-                image = doc.page(gt["page_index"])[0]
-                t0 = time.perf_counter()
-                _, geo = dewarper(image)
-                ms.append((time.perf_counter() - t0) * 1000)
-                dist = gt.get("distortion", {})
-                pages += 1
-                want = dist.get("rotation", 0)
-                if geo.rotation == want:
-                    rot_ok += 1
-                else:
-                    wrong.append(f"{js.stem}#{gt['page_index']}: {geo.rotation} (want {want})")
-                if "skew_deg" in dist:
-                    skew_err.append(abs(geo.skew_deg - dist["skew_deg"]))
-                if "quad" in dist and geo.quad is not None:
-                    quad_err.append(float(np.abs(geo.quad - np.asarray(dist["quad"])).max()))
-    return {
-        "pages": pages, "rotation_right": rot_ok, "rotation_wrong": wrong,
-        "skew_abs_err_mean": float(np.mean(skew_err)) if skew_err else None,
-        "skew_abs_err_max": float(np.max(skew_err)) if skew_err else None,
-        "quad_found": len(quad_err), "quad_corner_err_max_px": float(np.max(quad_err)) if quad_err else None,
-        "ms_per_page": float(np.mean(ms)) if ms else None,
-    }
-
-
-def check_samples(path: str, config=None, ocr: bool = True) -> list[dict]:
-    """Dewarp the photos of ``dewarp_samples/`` and OCR them with dewarping off and on.
-
-    Every ``*.png``/``*.jpg`` under ``path`` is dewarped (what was found, how
-    long it took) and, with ``ocr``, OCR'd both ways; DocUNet photos
-    ``<n>_<k> copy.png`` whose scan has reference text in
-    ``docunet_ocr_reference_text/tess_gt.json`` also get CER (whole page text,
-    NFKC, whitespace collapsed) and word F1 both ways. Without ``ocr`` only
-    the dewarp step runs: what it does to any folder of scans, and its time.
-    """
-    import json
-    import re
-    import time
-    from pathlib import Path
-
-    from pipeline.config import FolioConfig
-    from pipeline.decode import open_document
-    from pipeline.errors import FolioError
-    from pipeline.evaluate import cer, word_counts
-    from pipeline.stages import OcrStage
-
-    config = config or FolioConfig()
-    on = OcrStage(config.model_copy(update={"dewarp": config.dewarp.model_copy(update={"enabled": True})}))
-    off = OcrStage(config.model_copy(update={"dewarp": config.dewarp.model_copy(update={"enabled": False})})) if ocr else None
-    refs = {}
-    for gt in Path(path).rglob("tess_gt.json"):
-        refs.update(json.loads(gt.read_text()))
-    rows = []
-    for img_path in sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
-        try:
-            with open_document(img_path.read_bytes(), config.decode) as doc:  # as a run decodes it (EXIF turned)
-                image = doc.page(0)[0]
-        except FolioError as e:  # a bad file is a row that says so; the others go on
-            rows.append({"image": img_path.name, "error": f"{e.code}: {e}"})
-            continue
-        col = np.empty(1, dtype=object)
-        col[0] = image
-        row = {"image": img_path.name, "size": [int(image.shape[1]), int(image.shape[0])]}
-        if not ocr:
-            t0 = time.perf_counter()
-            _, geo = on.dewarper(image)
-            row["dewarp_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-            row.update(geo.as_row())
-            row["quad"] = row["quad"] is not None
-            row["dewarp_note"] = geo.skipped
-            rows.append(row)
-            continue
-        for name, stage in (("off", off), ("on", on)):
-            t0 = time.perf_counter()
-            out = stage({"doc_id": np.array(["s"], object), "page_index": np.array([0]), "image": col})
-            row[f"seconds_{name}"] = round(time.perf_counter() - t0, 2)
-            row[f"text_{name}"] = out["text"][0]
-            if name == "on":
-                row.update({k: out[k][0] for k in ("rotation", "skew_deg", "curl_corrected", "dewarp_note")})
-                row["quad"] = out["quad"][0] is not None
-                row["dewarp_ms"] = round(float(out["dewarp_ms"][0] or 0.0), 1)
-        m = re.match(r"(\d+)_\d+", img_path.stem)
-        ref = refs.get(f"./scan/{m.group(1)}") if m else None
-        if ref is not None:
-            for name in ("off", "on"):
-                tp, n_pred, n_gt = word_counts(row[f"text_{name}"], ref.split())
-                row[f"cer_{name}"] = round(cer(row[f"text_{name}"], ref), 4)
-                row[f"word_f1_{name}"] = round(2 * tp / max(n_pred + n_gt, 1), 4)
-        for name in ("off", "on"):
-            row.pop(f"text_{name}")
-        rows.append(row)
-    return rows

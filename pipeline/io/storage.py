@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from pipeline.config import StorageConfig
-from pipeline.errors import StorageError
+from pipeline.errors import FileTooLarge, StorageError
 from pipeline.types import DocumentRef
 
 __all__ = ["Storage", "LocalStorage", "S3Storage", "get_storage", "is_remote", "join"]
@@ -38,7 +38,14 @@ class Storage(Protocol):
     def list(self, root: str) -> Iterator[DocumentRef]:
         """Every object under ``root`` (a folder/prefix, or one file), sorted by URI."""
 
-    def read(self, uri: str) -> bytes: ...
+    def read(self, uri: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes.
+
+        Raises:
+            FileTooLarge: the object is larger than ``max_bytes``, found from its size before
+                any byte is read.
+            StorageError: it cannot be read.
+        """
 
     def write_atomic(self, uri: str, data: bytes) -> None:
         """Create or replace ``uri`` so that readers never see a partial object."""
@@ -66,6 +73,11 @@ def join(root: str, *parts: str) -> str:
     if is_remote(root):
         return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(root, *parts))
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise FileTooLarge(f"file is {size} bytes, larger than decode.max_file_bytes={max_bytes}")
 
 
 def _local_path(uri: str) -> Path:
@@ -97,9 +109,13 @@ class LocalStorage:
                 continue
             yield DocumentRef(str(f.resolve()), st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
-    def read(self, uri: str) -> bytes:
+    def read(self, uri: str, max_bytes: int | None = None) -> bytes:
+        path = _local_path(uri)
         try:
-            return _local_path(uri).read_bytes()
+            with path.open("rb") as fh:
+                if max_bytes is not None:
+                    _check_size(os.fstat(fh.fileno()).st_size, max_bytes)
+                return fh.read()
         except OSError as e:
             raise StorageError(f"cannot read {uri}: {e.strerror or e}", retryable=False) from e
 
@@ -350,13 +366,17 @@ class S3Storage:
         for name, size, etag in sorted(found):
             yield DocumentRef(f"s3://{bucket}/{name}", size, etag)
 
-    def read(self, uri: str) -> bytes:
+    def read(self, uri: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; with ``max_bytes``, its size is checked from the response's
+        ``Content-Length`` before the body is read (the body is then closed unread)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, key = _split_s3(uri)
         try:
             response = self.client.get_object(Bucket=bucket, Key=key)
             with response["Body"] as body:
+                if max_bytes is not None and response.get("ContentLength") is not None:
+                    _check_size(int(response["ContentLength"]), max_bytes)
                 return body.read()
         except (BotoCoreError, ClientError) as e:
             raise _s3_error(e, "read", uri) from e

@@ -20,7 +20,6 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,9 +27,10 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import StorageConfig
 from pipeline.errors import RETRYABLE_CODES, StorageError
-from pipeline.storage import get_storage, join
+from pipeline.io.storage import get_storage, join
+from pipeline.types import DoneIndex, Page
 
-__all__ = ["DatasetWriter", "DoneIndex", "load_done_index", "new_run_id", "retire_orphan_pages"]
+__all__ = ["DatasetWriter", "load_done_index", "new_run_id", "retire_orphan_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DatasetWriter:
     def _path(self, table: str, shard: int) -> str:
         return join(self.dest, table, f"{schema.PARTITION_COLUMN}={self.run_date}", f"part-{self.run_id}-{shard:05d}.parquet")
 
-    def write_shard(self, shard: int, documents: Sequence[dict], pages: Sequence[dict]) -> None:
+    def write_shard(self, shard: int, documents: Sequence[dict], pages: Sequence[Page], fingerprint: str) -> None:
         """Write one shard: pages first, then documents.
 
         A document counts as done once its ``documents`` row exists, so a crash
@@ -82,7 +82,8 @@ class DatasetWriter:
         """
         if pages:
             path = self._path("pages", shard)
-            self.storage.write_atomic(path, _to_parquet(pages, schema.PAGES, self.compression))
+            rows = [schema.page_row(p, run_id=self.run_id, fingerprint=fingerprint) for p in pages]
+            self.storage.write_atomic(path, _to_parquet(rows, schema.PAGES, self.compression))
             self.files.append(path)
         if documents:
             path = self._path("documents", shard)
@@ -93,32 +94,6 @@ class DatasetWriter:
         path = join(self.dest, "_runs", f"{self.run_id}.json")
         self.storage.write_atomic(path, json.dumps(manifest, indent=2, default=str).encode())
         return path
-
-
-@dataclass(frozen=True)
-class DoneIndex:
-    """What earlier runs already produced under one destination.
-
-    Attributes:
-        rows: ``(doc_id, config_fingerprint)`` to a summary of its documents row.
-        uris: ``(doc_id, config_fingerprint, source_uri)`` triples already recorded.
-        etags: ``(source_uri, source_etag, config_fingerprint)`` of the inputs done, so a
-            planner can leave out unchanged objects without downloading them.
-    """
-
-    rows: dict[tuple[str, str], dict]
-    uris: frozenset[tuple[str, str, str]]
-    etags: frozenset[tuple[str, str, str]] = frozenset()
-
-    def row(self, doc_id: str, fingerprint: str) -> dict | None:
-        return self.rows.get((doc_id, fingerprint))
-
-    def has_uri(self, doc_id: str, fingerprint: str, uri: str) -> bool:
-        return (doc_id, fingerprint, uri) in self.uris
-
-    def has_object(self, uri: str, etag: str | None, fingerprint: str) -> bool:
-        """Whether the object at ``uri`` with this ETag was already done under ``fingerprint``."""
-        return etag is not None and (uri, etag, fingerprint) in self.etags
 
 
 def load_done_index(dest: str, storage_config: StorageConfig | None = None) -> DoneIndex:

@@ -24,7 +24,7 @@ Formats (``FORMATS``):
 
 GT lines with empty text (FUNSD checkbox/logo entities, ALTO lines that are
 untranscribed or only handwritten) are kept: the scorer treats them as
-"don't care" regions (see :mod:`pipeline.evaluate`).
+"don't care" regions (see :mod:`measure.scoring`).
 
 Samples are sorted by ``sample_id`` (natural order, so ``doc#2`` < ``doc#10``).
 Malformed files or rows are skipped with a logged warning; an empty set is an
@@ -83,6 +83,8 @@ class GtPage:
         lines: line-level GT for CER and detection.
         words: the page's GT word tokens (a bag of words).
         ignore_words: tokens left out of scoring (tapuscorpus ``~~~`` marks).
+        word_boxes: GT words with their boxes, where the set has them (FUNSD), for scoring
+            where a system puts its words.
     """
 
     sample_id: str
@@ -93,6 +95,7 @@ class GtPage:
     lines: tuple[GtLine, ...]
     words: tuple[str, ...]
     ignore_words: tuple[str, ...] = ()
+    word_boxes: tuple[GtLine, ...] = ()
 
 
 def read_dataset(fmt: str, path: str | os.PathLike, limit: int | None = None) -> list[GtPage]:
@@ -185,11 +188,14 @@ def _read_funsd(root: Path) -> Iterator[GtPage]:
             continue
         try:
             form = json.loads(ann.read_text(encoding="utf-8-sig"))["form"]
-            lines, words = [], []
+            lines, words, boxes = [], [], []
             for entity in form:
                 x0, y0, x1, y1 = (float(v) for v in entity["box"])
                 lines.append(GtLine(str(entity.get("text", "")).strip(), _box_polygon(x0, y0, x1, y1)))
                 words.extend(str(w.get("text", "")) for w in entity.get("words", ()))
+                for w in entity.get("words", ()):
+                    if w.get("box") and str(w.get("text", "")).strip():
+                        boxes.append(GtLine(str(w["text"]).strip(), _box_polygon(*(float(v) for v in w["box"]))))
         except (ValueError, KeyError, TypeError) as e:
             log.warning("funsd: malformed annotation %s (%s), skipped", ann, e)
             continue
@@ -202,6 +208,7 @@ def _read_funsd(root: Path) -> Iterator[GtPage]:
             height=size[1] if size else None,
             lines=tuple(lines),
             words=_split_words(words),
+            word_boxes=tuple(boxes),
         )
 
 

@@ -1,0 +1,326 @@
+"""The measuring commands of ``folio``: ``eval``, ``bench``, ``synth``, ``dewarp`` and ``demo``.
+
+They are added to the ``folio`` command through the ``folio.commands`` entry
+points (``pyproject.toml``); exit codes are ``folio``'s
+(:mod:`pipeline.cli`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.cli import (
+    EXIT_DOCUMENTS_FAILED,
+    EXIT_FATAL,
+    EXIT_OK,
+    config_option,
+    load_cli_config,
+    parse_overrides,
+    set_option,
+)
+from pipeline.errors import FolioError
+
+__all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo"]
+
+
+@click.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--pages", type=click.IntRange(min=1), default=6, show_default=True, help="Total pages to write.")
+@click.option("--kind", type=click.Choice(["invoice", "form", "book"]), default="invoice", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--formats", default="png,tiff,pdf", show_default=True, help="Comma list of png, jpeg, tiff, pdf.")
+@click.option("--clean", is_flag=True, help="No scan damage (noise, blur, skew, lighting, bleed-through).")
+@click.option("--dpi", type=click.IntRange(min=72, max=600), default=150, show_default=True)
+@click.option("--distort", type=click.Choice(["perspective", "rotate", "skew", "curl", "all"]), default=None,
+              help="Warp every page: a photo on a table, a quarter turn, a 2-15 degree skew, a curled book page; "
+              "all: one sub-folder of --pages pages each. Ground truth keeps the flat text.")
+@click.option("--hostile", is_flag=True, help="Instead, write the hostile-input corpus (measure/hostile.py) and "
+              "hostile_manifest.json with each input's expected outcome; other options are ignored.")
+def synth(dest, pages, kind, seed, formats, clean, dpi, distort, hostile):
+    """Write synthetic scanned documents with ground truth (a JSON per document) into DEST."""
+    if hostile:
+        _synth_hostile(dest)
+        return
+    from measure import synth as synth_mod
+
+    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
+    try:
+        paths = synth_mod.generate(dest, pages, kind, seed=seed, formats=fmts, damage=not clean, dpi=dpi,
+                                   distort=distort)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    total = pages * (4 if distort == "all" else 1)
+    click.echo(f"wrote {len(paths)} documents ({total} pages) to {dest}")
+
+
+def _synth_hostile(dest: str) -> None:
+    from measure import hostile
+
+    written = hostile.generate(dest)
+    sets = " ".join(f"--set {k}={v}" for k, v in hostile.CORPUS_OVERRIDES.items())
+    click.echo(f"wrote {len(written)} hostile inputs and {hostile.MANIFEST_NAME} to {dest}; "
+               f"run them with: folio run {dest} OUT --exclude '*.json' {sets}")
+
+
+@click.command()
+@click.argument("workdir", default="demo", type=click.Path(file_okay=False))
+@click.option("--pages", type=click.IntRange(min=1), default=6, show_default=True)
+def demo(workdir, pages):
+    """The main job on the embedded default: a few synthetic scans in a local folder, read by the
+    archive flow on Prefect's embedded server and a local Ray; then how to read the output."""
+    from flows.archive import archive_flow
+    from measure import synth as synth_mod
+
+    src, dest = Path(workdir, "scans"), Path(workdir, "output")
+    if not src.exists():
+        per_kind = max(1, pages // 3)
+        for i, kind in enumerate(("invoice", "form", "book")):
+            synth_mod.generate(src / kind, per_kind if i < 2 else max(1, pages - 2 * per_kind), kind, seed=i)
+    click.echo(f"scans: {src}")
+    click.echo("running the archive flow (Prefect's embedded server unless PREFECT_API_URL is set, a local Ray)")
+    state = archive_flow(str(src), str(dest), exclude=["*.json"], return_state=True)
+    if not state.is_completed():
+        click.echo(f"the archive flow {state.name.lower()}: {state.result(raise_on_failure=False)}", err=True)
+        sys.exit(EXIT_FATAL)
+    report = state.result()
+    t = report.tally
+    click.echo(
+        f"{t.documents} documents, {t.pages} pages, {t.failed} failed, {report.pages_per_second:.2f} pages/s\n"
+        f"Parquet: {dest}/documents and {dest}/pages (runs: {', '.join(report.run_ids)})"
+    )
+    python = Path(sys.executable)
+    try:
+        python = python.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    click.echo("read it with DuckDB:")
+    click.echo(
+        f"  {python} -c \"import duckdb; print(duckdb.sql(\\\"select doc_id[:12] as doc, page_index, "
+        f"left(replace(text, chr(10), ' '), 60) as text from read_parquet('{dest}/pages/**/*.parquet', "
+        f"hive_partitioning=true)\\\"))\""
+    )
+    click.echo("or with pyarrow:")
+    click.echo(
+        f"  {python} -c \"import pyarrow.dataset as ds; print(ds.dataset('{dest}/pages', partitioning='hive')"
+        f".to_table(columns=['doc_id','page_index','text']).to_pandas())\""
+    )
+    sys.exit(EXIT_DOCUMENTS_FAILED if t.failed else EXIT_OK)
+
+
+@click.command("eval")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["funsd", "sroie", "alto", "lines", "synth"]))
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--system", type=click.Choice(["folio", "rapidocr", "tesseract"]), default="folio", show_default=True)
+@config_option
+@set_option
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages (sorted by id).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the summary and per-page scores here.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-page table.")
+def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
+    """Run OCR over a labelled set in FORMAT at PATH and score it.
+
+    Word precision/recall/F1 (bag of NFKC whitespace tokens per page), CER of
+    lines matched to ground truth at IoU >= 0.5, detection precision/recall/H-mean,
+    seconds per page. The last line printed is a one-line summary.
+    """
+    import json
+
+    from measure.datasets import read_dataset
+    from measure.evaluate import evaluate
+    from measure.systems import make_system
+
+    config = load_cli_config(config_path, sets)
+    samples = read_dataset(fmt, path, limit)
+    if not samples:
+        raise click.UsageError(f"no labelled pages found in {path} as {fmt}")
+    try:
+        ocr = make_system(system, config)
+    except (RuntimeError, FolioError) as e:
+        click.echo(f"folio eval: {e}", err=True)
+        sys.exit(EXIT_FATAL)
+    summary, scores = evaluate(ocr, samples, config, progress=not quiet)
+    if not quiet:
+        click.echo(f"{'page':40s} {'P':>6s} {'R':>6s} {'F1':>6s} {'CER':>6s} {'det-H':>6s} {'wbox':>6s} {'s':>6s}")
+        for s in scores:
+            det = f"{s.det_hmean:6.3f}" if s.det_scored else "     -"
+            box = f"{s.word_box_coverage:6.3f}" if s.word_box_coverage is not None else "     -"
+            click.echo(
+                f"{s.sample_id[-40:]:40s} {s.precision:6.3f} {s.recall:6.3f} {s.f1:6.3f} {s.cer:6.3f} {det} {box} "
+                f"{s.seconds:6.2f}"
+            )
+    if json_out:
+        payload = {
+            **summary, "system": system, "format": fmt, "path": str(path),
+            "config": config.model_dump(mode="json") if system == "folio" else None,
+            "per_page": [
+                {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
+                 "cer": s.cer, "det_hmean": s.det_hmean if s.det_scored else None,
+                 "word_box_coverage": s.word_box_coverage, "word_boxes_read": s.box_read, "seconds": s.seconds}
+                for s in scores
+            ],
+        }
+        Path(json_out).write_text(json.dumps(payload, indent=2))
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    boxes = ""
+    if summary["word_boxes_read"]:
+        boxes = (f" | word boxes {f(summary['word_box_coverage'])} ({summary['word_boxes_covered']} of "
+                 f"{summary['word_boxes_read']} words read exactly at IoU >= 0.5)")
+    click.echo(
+        f"{system} on {fmt} ({summary['pages']} pages): word P {f(summary['word_precision'])} "
+        f"R {f(summary['word_recall'])} F1 {f(summary['word_f1'])} | CER {f(summary['cer'])} | "
+        f"det H-mean {f(summary['det_hmean'])}{boxes} | {f(summary['seconds_per_page'])} s/page"
+    )
+
+
+def _bench_args(argv: list[str]) -> list[str]:
+    """The arguments that say what was measured: without where the report went (--json, --markdown),
+    so a rerun replaces its section of docs/benchmarks.md instead of adding one."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--json", "--markdown"):
+            skip = True
+        elif not arg.startswith(("--json=", "--markdown=")):
+            out.append(arg)
+    return out
+
+
+@click.group("dewarp")
+def dewarp_group() -> None:
+    """Measure the dewarp stage (docs/dewarp.md)."""
+
+
+@dewarp_group.command("check")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report here.")
+def dewarp_check(path, config_path, sets, limit, json_out):
+    """Dewarp a `folio synth --distort` set and compare with the distortion each page records.
+
+    Prints pages turned upright, skew errors (degrees), page-corner errors
+    (pixels) and milliseconds per page; the last line is a one-line summary.
+    """
+    import json
+
+    from measure.dewarp import check_synth
+
+    report = check_synth(path, load_cli_config(config_path, sets), limit=limit)
+    if not report["pages"]:
+        raise click.UsageError(f"no `folio synth` pages found under {path}")
+    for wrong in report["rotation_wrong"]:
+        click.echo(f"wrong way up: {wrong}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
+
+    def f(v, spec=".2f"):
+        return "n/a" if v is None else format(v, spec)
+
+    click.echo(
+        f"dewarp on {path} ({report['pages']} pages): upright {report['rotation_right']}/{report['pages']} | "
+        f"skew error mean {f(report['skew_abs_err_mean'])} max {f(report['skew_abs_err_max'])} deg | "
+        f"page outline found {report['quad_found']}, corner error max {f(report['quad_corner_err_max_px'], '.1f')} px | "
+        f"{f(report['ms_per_page'], '.0f')} ms/page"
+    )
+
+
+@dewarp_group.command("samples")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the rows here.")
+@click.option("--ocr/--no-ocr", default=True, show_default=True,
+              help="OCR each photo with dewarping off and on; --no-ocr only dewarps (what it finds, its time).")
+def dewarp_samples(path, config_path, sets, json_out, ocr):
+    """OCR real photos (../shared/eval/dewarp_samples) with dewarping off and on.
+
+    One row per photo: what dewarping found, the milliseconds it took, OCR
+    seconds both ways, and CER / word F1 both ways where reference text exists.
+    With --no-ocr, any folder of scans: what dewarping does to them and its time.
+    """
+    import json
+    import statistics
+
+    from measure.dewarp import check_samples
+
+    rows = check_samples(path, load_cli_config(config_path, sets), ocr=ocr)
+    if not rows:
+        raise click.UsageError(f"no .png/.jpg photos found under {path}")
+    click.echo(f"{'photo':28s} {'rot':>4s} {'skew':>6s} {'quad':>5s} {'curl':>5s} {'ms':>6s} {'CER off':>8s} {'CER on':>8s}")
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['image'][-28:]:28s} not read: {r['error']}")
+            continue
+        cer_off = f"{r['cer_off']:8.3f}" if "cer_off" in r else "       -"
+        cer_on = f"{r['cer_on']:8.3f}" if "cer_on" in r else "       -"
+        click.echo(f"{r['image'][-28:]:28s} {r['rotation']:4d} {r['skew_deg']:6.2f} {str(r['quad']):>5s} "
+                   f"{str(r['curl_corrected']):>5s} {r['dewarp_ms']:6.0f} {cer_off} {cer_on}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(rows, indent=2, default=str))
+    scored = [r for r in rows if "cer_off" in r]
+    cer = (f"CER off {statistics.mean(r['cer_off'] for r in scored):.3f} on "
+           f"{statistics.mean(r['cer_on'] for r in scored):.3f} ({len(scored)} with reference text)"
+           if scored else "no reference text")
+    timed = [r["dewarp_ms"] for r in rows if "dewarp_ms" in r]
+    median = f"median {statistics.median(timed):.0f} ms dewarping per page" if timed else "no photo could be read"
+    unread = sum("error" in r for r in rows)
+    click.echo(f"dewarp on {len(rows)} photos{f' ({unread} not read)' if unread else ''}: {cer} | {median}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats; the median counts.")
+@click.option("--format", "fmt", type=click.Choice(["funsd", "sroie", "alto", "lines", "synth"]),
+              help="Labelled-set format (default: guessed from the layout; a plain folder has no ground truth).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages.")
+@click.option("--systems", default=None, help="Comma list of folio, rapidocr, tesseract, folio-ray "
+              "[default: folio,rapidocr,tesseract; with --runner ray: folio,folio-ray].")
+@click.option("--runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: time the Ray runner against the local runner on the same pages.")
+@config_option
+@set_option
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report here.")
+@click.option("--markdown", "md_out", type=click.Path(dir_okay=False), default="docs/benchmarks.md", show_default=True,
+              help="Regenerate this Markdown table ('' to skip).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="cuda: Folio runs the torch engine on the GPU and reports GPU utilisation and peak GPU memory; "
+              "cpu: Folio's torch engine (if configured) stays on the CPU. Default: as the config says.")
+def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out, md_out, device):
+    """Time Folio's local runner, RapidOCR's loop and the tesseract CLI on the same pages."""
+    import json
+
+    from measure.bench.core import bench as run_bench
+    from measure.bench.report import bench_markdown, update_markdown
+
+    if device == "cuda":
+        from measure.bench.samplers import cuda_problem
+
+        problem = cuda_problem()
+        if problem:
+            raise click.UsageError(f"--device cuda: {problem}")
+        sets = (*sets, "engine.name=torch", "engine.device=cuda")
+    elif device == "cpu":
+        sets = (*sets, "engine.device=cpu")
+    load_cli_config(config_path, sets)  # fail fast on a bad config
+    if systems is None:
+        systems = "folio,folio-ray" if runner == "ray" else "folio,rapidocr,tesseract"
+    report = run_bench(
+        path, systems=[s.strip() for s in systems.split(",") if s.strip()], repeat=repeat, fmt=fmt, limit=limit,
+        config_path=config_path, overrides=parse_overrides(sets),
+    )
+    table = bench_markdown(report)
+    click.echo(table)
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
+    if md_out:
+        update_markdown(md_out, "folio bench " + " ".join(_bench_args(sys.argv[2:])), table)
+    for key, value in report["ratios"].items():
+        click.echo(f"{key}: {value:.2f}x")

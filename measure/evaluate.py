@@ -1,0 +1,113 @@
+"""Running an OCR system over a labelled set and scoring it: what ``folio eval`` does, and the page
+loading ``folio bench`` shares with it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from measure.datasets import GtPage, read_dataset
+from measure.scoring import PageScore, score_page, summarize
+from measure.systems import System
+from pipeline.config import DecodeConfig, FolioConfig
+from pipeline.io.decode import open_document
+from pipeline.run import plan
+
+__all__ = ["evaluate", "detect_format", "load_samples", "load_page"]
+
+log = logging.getLogger(__name__)
+
+
+def load_page(sample: GtPage, config: FolioConfig, cache: dict) -> tuple[np.ndarray, float | None]:
+    """The sample's page image and dpi; ``cache`` keeps one open document between calls."""
+    path = sample.image_path
+    if path not in cache:
+        cache.clear()  # one open document at a time
+        cache[path] = open_document(path.read_bytes(), config.decode)
+    return cache[path].page(sample.page_index)
+
+
+def evaluate(
+    system: System, samples: Sequence[GtPage], config: FolioConfig, progress: bool = False
+) -> tuple[dict, list[PageScore]]:
+    """OCR every sample with ``system`` and score it.
+
+    Timing covers the system's OCR call only (not reading or decoding the file),
+    the same way for every system; batched systems share a batch's time equally.
+
+    Returns:
+        The :func:`~measure.scoring.summarize` dict and the per-page scores.
+    """
+    cache: dict = {}
+    scores: list[PageScore] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), unit="page", desc=f"eval {system.name}", file=sys.stderr)
+    try:
+        for start in range(0, len(samples), system.batch):
+            chunk = samples[start : start + system.batch]
+            images = [load_page(s, config, cache)[0] for s in chunk]
+            t0 = time.perf_counter()
+            preds = system.predict(images)
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            for sample, image, pred in zip(chunk, images, preds):
+                size = (image.shape[1], image.shape[0])
+                scores.append(
+                    score_page(sample, [(l[0], l[1]) for l in pred.lines], pred.text, seconds, pred_size=size,
+                               pred_words=pred.words)
+                )
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        for doc in cache.values():
+            doc.close()
+        if bar is not None:
+            bar.close()
+    return summarize(scores), scores
+
+
+def detect_format(path: str | os.PathLike) -> str | None:
+    """Guess a labelled set's format from its layout; None for a plain folder of documents."""
+    root = Path(path)
+    if (root / "annotations").is_dir() and (root / "images").is_dir():
+        return "funsd"
+    if (root / "box").is_dir() and (root / "img").is_dir():
+        return "sroie"
+    if any(root.rglob("*.gt.txt")):
+        return "lines"
+    if any(root.rglob("*.xml")):
+        return "alto"
+    for f in root.glob("*.json"):
+        try:
+            if "pages" in json.loads(f.read_text()):
+                return "synth"
+        except (ValueError, OSError):
+            continue
+    return None
+
+
+def load_samples(path: str, fmt: str | None, limit: int | None) -> list[GtPage]:
+    """The labelled pages of a set in ``fmt`` (guessed when None); for a plain folder of documents,
+    every page of every file, without ground truth."""
+    fmt = fmt or detect_format(path)
+    if fmt is None:
+        samples = []
+        for ref in plan(path, exclude=("*.json",)):
+            try:
+                with open_document(Path(ref.uri).read_bytes(), DecodeConfig()) as doc:
+                    n = doc.page_count
+            except Exception as e:  # noqa: BLE001 - unreadable files are left out of a benchmark, with a note
+                log.warning("bench: leaving out %s: %s", ref.uri, e)
+                continue
+            samples.extend(GtPage(f"{ref.uri}#{i}", Path(ref.uri), i, None, None, (), ()) for i in range(n))
+        return samples[:limit] if limit else samples
+    return read_dataset(fmt, path, limit)

@@ -1,0 +1,1 @@
+"""Image geometry: dewarping pages, straightened line crops, and maps back to original pixels."""
