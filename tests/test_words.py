@@ -95,18 +95,22 @@ def test_the_recognizer_places_words_in_the_crop_where_they_were_drawn():
         assert w.start >= x0 - 30 and w.end <= x1 + 30
 
 
-def test_word_boxes_hug_the_ink_of_each_word():
+def test_word_boxes_hug_the_ink_of_each_word_and_share_the_lines_band():
     crop = np.full((40, 400, 3), 255, np.uint8)
     ink = [(20, 10, 90, 30), (120, 8, 210, 32), (250, 12, 380, 28)]
     for x0, y0, x1, y1 in ink:
-        crop[y0:y1, x0:x1] = 0
+        crop[y0:y1, x0:x1] = 30
+    crop[36:38, 0:400] = 30  # an underline along the whole line: a rule, not text
+    crop[12:30, 214:218] = 120  # a glyph's pale edge beside the second word: ink too
     # spans a few pixels off either way, as frames fall
-    boxes = word_boxes(crop, [(26.0, 84.0), (112.0, 216.0), (244.0, 371.0)])
-    assert boxes == [(20.0, 10.0, 90.0, 30.0), (120.0, 8.0, 210.0, 32.0), (250.0, 12.0, 380.0, 28.0)]
-    # a word with no ink between its neighbours keeps its span, the crop's full height
+    boxes = word_boxes(crop, [(26.0, 84.0), (112.0, 208.0), (244.0, 371.0)])
+    assert boxes == [(20.0, 8.0, 90.0, 32.0), (120.0, 8.0, 218.0, 32.0), (250.0, 8.0, 380.0, 32.0)]
+    # a word with no ink between its neighbours keeps its span
     blank = np.full((40, 400, 3), 255, np.uint8)
     blank[10:30, 20:90] = 0
-    assert word_boxes(blank, [(20.0, 90.0), (200.0, 260.0)])[1] == (200.0, 0.0, 260.0, 40.0)
+    assert word_boxes(blank, [(20.0, 90.0), (200.0, 260.0)])[1] == (200.0, 10.0, 260.0, 30.0)
+    # a flat crop has no ink to hug: spans, the crop's height
+    assert word_boxes(np.full((40, 100, 3), 255, np.uint8), [(5.0, 50.0)]) == [(5.0, 0.0, 50.0, 40.0)]
     assert word_boxes(crop, []) == []
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.types import Block, Line, Page, Word
 
-__all__ = ["CropFrame", "crop_quad", "crop_with_frame", "split_at_gaps", "word_boxes", "page_to_original"]
+__all__ = ["CropFrame", "crop_quad", "crop_with_frame", "split_at_gaps", "text_ink", "word_boxes", "page_to_original"]
 
 
 @dataclass(frozen=True)
@@ -128,15 +128,19 @@ def split_at_gaps(crop: np.ndarray, quad: np.ndarray, min_gap: float) -> list[tu
 
 
 def word_boxes(crop: np.ndarray, spans: list[tuple[float, float]]) -> list[tuple[float, float, float, float]]:
-    """Boxes ``(x0, y0, x1, y1)``, in crop pixels, around the ink of each word of a line crop.
+    """Boxes ``(x0, y0, x1, y1)``, in crop pixels, around each word of a line crop.
 
     ``spans`` are the words' ``[start, end)`` columns, left to right, where the
-    recognizer's frames put their characters. A word owns the columns from the
-    middle of the gap before it to the middle of the gap after it (the crop's
-    ends for the first and last word); its box is the ink it has there (dark
-    pixels by Otsu's threshold on the crop), so a box hugs the word whether the
-    frames fell early or late on its first or last letter. A word with no ink
-    in its columns keeps its span, the crop's full height.
+    recognizer's frames put their characters. The ink is :func:`text_ink`'s.
+
+    - Across: a word's box is the ink it has between the middles of the gaps
+      to its neighbours (the crop's ends for the first and last word), no
+      further than a quarter of the crop's height beyond its span, so the box
+      hugs the word whether the frames fell early or late on its first or last
+      letter. A word with no ink there keeps its span.
+    - Down: every word of the line gets the line's text band, from the highest
+      to the lowest ink of the line, so a hyphen or an ``mm`` is as high as
+      its line, as a reader would box it.
     """
     h, w = crop.shape[:2]
     if not spans:
@@ -145,22 +149,48 @@ def word_boxes(crop: np.ndarray, spans: list[tuple[float, float]]) -> list[tuple
     for (_, end), (start, _) in zip(spans[:-1], spans[1:]):
         bounds.append(min(max((end + start) / 2, bounds[-1]), float(w)))
     bounds.append(float(w))
-    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
-    ink = None
-    if h >= 4 and w >= 4 and int(gray.max()) - int(gray.min()) >= 32:
-        _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    ink = text_ink(crop)
+    top, bottom = 0, h
+    if ink is not None:
+        lo, hi = int(max(0.0, spans[0][0])), int(min(float(w), spans[-1][1])) + 1
+        rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
+        if rows.size:
+            top, bottom = int(rows[0]), int(rows[-1]) + 1
+    pad = 0.25 * h
     boxes = []
     for i, (start, end) in enumerate(spans):
-        lo, hi = int(np.floor(bounds[i])), int(np.ceil(bounds[i + 1]))
-        box = (max(0.0, float(start)), 0.0, min(float(w), float(end)), float(h))
+        x0, x1 = max(0.0, float(start)), min(float(w), float(end))
+        lo = int(np.floor(max(bounds[i], start - pad)))
+        hi = int(np.ceil(min(bounds[i + 1], end + pad)))
         if ink is not None and hi > lo:
-            region = ink[:, lo:hi]
-            cols = np.flatnonzero(region.any(axis=0))
+            cols = np.flatnonzero(ink[top:bottom, lo:hi].any(axis=0))
             if cols.size:
-                rows = np.flatnonzero(region[:, cols[0] : cols[-1] + 1].any(axis=1))
-                box = (float(lo + cols[0]), float(rows[0]), float(lo + cols[-1] + 1), float(rows[-1] + 1))
-        boxes.append(box)
+                x0, x1 = float(lo + cols[0]), float(lo + cols[-1] + 1)
+        boxes.append((x0, float(top), x1, float(bottom)))
     return boxes
+
+
+def text_ink(crop: np.ndarray) -> np.ndarray | None:
+    """The pixels of a line crop that belong to its glyphs, as a 0/1 array; None for a crop too small
+    or too flat to tell ink from paper.
+
+    Otsu's threshold separates ink from paper; a glyph's edge pixels, only
+    partly inked, are paler than that, so a pixel counts when it is darker
+    than halfway between the threshold and the paper. Thin horizontal runs
+    longer than the crop is high (underlines, form lines, table borders) are
+    rules, not text, and are left out.
+    """
+    h, w = crop.shape[:2]
+    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
+    if h < 4 or w < 4 or int(gray.max()) - int(gray.min()) < 32:
+        return None
+    threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    light = gray[gray > threshold]
+    paper = float(np.median(light)) if light.size else 255.0
+    ink = (gray < (threshold + paper) / 2).astype(np.uint8)
+    long_runs = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, max(h, 8)), np.uint8))
+    thick = cv2.morphologyEx(long_runs, cv2.MORPH_OPEN, np.ones((max(3, h // 3), 1), np.uint8))
+    return ink & (1 - (long_runs & (1 - thick)))
 
 
 def page_to_original(page: Page) -> Page:
