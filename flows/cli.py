@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import os
 import sys
 
 import click
@@ -21,9 +20,6 @@ import yaml
 from pipeline.cli import EXIT_DOCUMENTS_FAILED, EXIT_FATAL, EXIT_OK, EXIT_USAGE, parse_overrides
 
 __all__ = ["flows"]
-
-# Folio runs on air-gapped clusters: the embedded Prefect server must not try to phone home.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 FLOWS = {
     "archive": "flows.archive:archive_flow",

@@ -1,4 +1,4 @@
-"""Metric functions of pipeline.evaluate on hand-made cases with known answers."""
+"""Metric functions of measure.scoring on hand-made cases with known answers."""
 
 from __future__ import annotations
 

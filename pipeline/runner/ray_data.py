@@ -320,10 +320,11 @@ def run_ray(
         decode_tasks = max(decode_tasks, rc.decode_tasks_per_gpu * gpu_actors)
     # -1: the size is not known (from_items needs one type per column)
     rows = [{"uri": r.uri, "size": -1 if r.size is None else r.size, "etag": r.etag} for r in refs]
-    ds = ray.data.from_items(rows, override_num_blocks=decode_blocks(len(rows), decode_tasks, rc.docs_per_task))
+    blocks = decode_blocks(len(rows), decode_tasks, rc.docs_per_task)
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
     ds = ds.map_batches(
         _decode_refs, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy",
-        num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=decode_tasks),
+        num_cpus=rc.decode_num_cpus, compute=ray.data.TaskPoolStrategy(size=min(decode_tasks, blocks)),
     )
     ds = ds.map_batches(
         OcrActor,
