@@ -51,8 +51,21 @@ def _check(dest: Path, code: str, pages_of_marked: int = 1) -> dict:
     return marked
 
 
+_stages: dict = {}
+
+
+def _page_stage(config):
+    """The page stage, built once for the module (the cases patch classes, which its objects follow)."""
+    if "stage" not in _stages:
+        from pipeline.stages.factory import create_page_stage
+
+        _stages["stage"] = create_page_stage(config)
+    return _stages["stage"]
+
+
 def _run(src: Path, dest: Path, **overrides):
-    return run(str(src), str(dest), load_config(overrides=CONFIG | overrides, environ={}), progress=False)
+    config = load_config(overrides=CONFIG | overrides, environ={})
+    return run(str(src), str(dest), config, progress=False, stage_factory=_page_stage)
 
 
 def test_decode(batch, tmp_path, monkeypatch):
