@@ -326,6 +326,16 @@ class RayConfig(_Section):
     address: str | None = Field(
         None, description="Ray cluster to join (ray://host:10001 or host:6379); default: RAY_ADDRESS, else a local Ray."
     )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds an existing cluster (ray.address, --address, RAY_ADDRESS) has to answer and "
+        "accept this process before the run fails with cluster_unavailable. Raise it for a head that is slow to "
+        "answer, e.g. one recovering its state after a restart."
+    )
+    resources_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds to wait for the cluster to have room for one OCR actor and one decode task "
+        "before the run fails with cluster_unavailable. An autoscaling cluster adds nodes in this time: raise it "
+        "where new nodes (GPU nodes above all) take minutes to start."
+    )
     ocr_actors: int = Field(1, ge=1, description="Most OCR actors (each loads the models once).")
     ocr_num_cpus: float = Field(
         1.0,

@@ -24,6 +24,8 @@ __all__ = [
     "ModelError",
     "ConfigError",
     "OcrError",
+    "WorkerLost",
+    "ClusterUnavailable",
     "RETRYABLE_CODES",
 ]
 
@@ -118,6 +120,15 @@ class WorkerLost(FolioError):
     native code). Not retried by a rerun: reprocess it deliberately, e.g. with more memory."""
 
     code = "worker_lost"
+
+
+class ClusterUnavailable(FolioError):
+    """The Ray cluster a run was pointed at cannot be used: nothing answers at its address, it refused
+    this process (token authentication, a Ray version it does not match), or it has no room for the
+    run's actors. The whole run fails (exit code 3); the message says what to set or check."""
+
+    code = "cluster_unavailable"
+    retryable = True
 
 
 #: Error codes whose documents are retried by a rerun instead of being skipped.

@@ -19,17 +19,19 @@ import hashlib
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 
 from pipeline import __version__
 from pipeline.config import FolioConfig, StorageConfig
+from pipeline.errors import ClusterUnavailable, FolioError
 from pipeline.io.storage import get_storage
 from pipeline.models.engine import resolve_engine, resolve_engine_name
 from pipeline.models.zoo import ModelFile
 from pipeline.output.parquet import DatasetWriter, load_done_index, new_run_id, retire_orphan_pages
 from pipeline.runner.local import run_local
-from pipeline.runner.ray_data import resolve_engine_on_cluster, run_ray
+from pipeline.runner.ray_data import connect, run_ray
 from pipeline.stages.assemble import Assembler
 from pipeline.stages.factory import create_page_stage, stage_models
 from pipeline.types import DocumentRef, Page, RunTally
@@ -103,6 +105,11 @@ class Progress:
 
             self.bar = tqdm(total=total, unit="doc", dynamic_ncols=True, desc="folio run")
 
+    def note(self, text: str) -> None:
+        """A line on stderr above the bar."""
+        if self.bar is not None:
+            self.bar.write(f"folio: {text}", file=sys.stderr)
+
     def update(self, tally: RunTally) -> None:
         if self.bar is None:
             return
@@ -159,8 +166,14 @@ def run(
         raise ValueError(f"runner must be 'local' or 'ray', got {runner!r}")
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
         raise ValueError(f"run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-' (it names files)")
+    run_id = run_id or new_run_id()
+    connected = None
     if runner == "ray":
-        config = resolve_engine_on_cluster(config, address)  # the workers' GPUs decide, not the driver's
+        try:  # connect first: a cluster that cannot be used fails the run before it plans or writes anything
+            config, connected = connect(config, address)
+        except ClusterUnavailable as e:
+            _record_failure(dest, config, run_id, source, e)
+            raise
     else:
         config = resolve_engine(config)
     refs = plan(source, exclude, config.storage) if isinstance(source, str) else list(source)
@@ -168,14 +181,17 @@ def run(
     done = load_done_index(dest, config.storage)
     models = stage_models(config)
     model_rows = [{"role": k, "name": m.name, "sha256": m.sha256} for k, m in models.items()]
-    tally = RunTally(run_id=run_id or new_run_id(), dest=dest, fingerprint=fingerprint(config, models))
+    tally = RunTally(run_id=run_id, dest=dest, fingerprint=fingerprint(config, models))
     writer = DatasetWriter(dest, tally.run_id, config.output.compression, storage_config=config.storage)
     bar = Progress(len(refs), progress)
+    if connected:
+        log.info(connected)
+        bar.note(connected)
     shards = 0
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc)
 
-    def manifest(final: bool) -> None:
+    def manifest(final: bool, failure: FolioError | None = None) -> None:
         tally.manifest = writer.write_manifest({
             "run_id": tally.run_id, "complete": final, "source": source if isinstance(source, str) else None,
             "dest": dest, "started_at": started_at.isoformat(),
@@ -187,6 +203,7 @@ def run(
                        "partial": tally.partial, "error": tally.errors, "pages": tally.pages,
                        "page_errors": tally.page_errors},
             "errors_by_code": tally.errors_by_code, "files": writer.files, "inputs": assembler.outcomes,
+            "failure": None if failure is None else {"code": failure.code, "message": failure.message},
         })
 
     def write(documents: list[dict], pages: list[Page]) -> None:
@@ -205,6 +222,9 @@ def run(
             run_ray(refs, config, assembler, address=address, stage_factory=factory)
         else:
             run_local(refs, config, assembler, stage_factory=factory)
+    except FolioError as e:  # the run cannot go on (a cluster lost, a store down): the manifest says why
+        manifest(final=False, failure=e)
+        raise
     finally:
         bar.close()
     assembler.close()
@@ -213,3 +233,18 @@ def run(
     log.info("run %s: %d documents (%d skipped), %d pages, %d failed in %.1f s", tally.run_id, tally.documents,
              tally.skipped, tally.pages, tally.failed, tally.seconds)
     return tally
+
+
+def _record_failure(dest: str, config: FolioConfig, run_id: str, source, error: FolioError) -> None:
+    """The manifest of a run that failed before it started: what it was asked to do, and why it did not."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    try:
+        writer = DatasetWriter(dest, run_id, config.output.compression, storage_config=config.storage)
+        writer.write_manifest({
+            "run_id": run_id, "complete": False, "source": source if isinstance(source, str) else None,
+            "dest": dest, "started_at": now, "updated_at": now, "finished_at": None,
+            "pipeline_version": __version__, "config": config.model_dump(mode="json"),
+            "failure": {"code": error.code, "message": error.message}, "files": [], "inputs": [],
+        })
+    except FolioError as e:  # the original failure is what the caller must see
+        log.warning("cannot record the failed run in %s: %s", dest, e)

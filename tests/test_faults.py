@@ -209,7 +209,7 @@ def ray_with_plugins(tmp_path_factory):
     marker = tmp_path_factory.mktemp("marker") / "killed"
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "FOLIO_TEST_KILL_MARKER": str(marker)}})
     yield marker
     ray.shutdown()

@@ -46,7 +46,7 @@ def cluster(s3_endpoint):
     """Local Ray started after the S3 environment is set, so workers inherit it."""
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

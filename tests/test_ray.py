@@ -102,7 +102,8 @@ def test_killing_a_worker_node_mid_run_loses_nothing(scans, tmp_path, reliabilit
     """Two-node cluster on one machine; the node running OCR dies mid-run; every document lands once."""
     from ray.cluster_utils import Cluster
 
-    src = scans(("book", 24, 31, ("png",), False), dpi=100)
+    n_docs = 14  # one-page documents: enough for the run to outlast the kill at 6 s several times over
+    src = scans(("book", n_docs, 31, ("png",), False), dpi=100)
     ray.shutdown()  # leave the single-node Ray of the other tests
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=2)
@@ -122,12 +123,12 @@ def test_killing_a_worker_node_mid_run_loses_nothing(scans, tmp_path, reliabilit
         cluster.shutdown()
     docs = _rows(tmp_path / "out", "documents")
     pages = _rows(tmp_path / "out", "pages")
-    assert summary.documents == 24 and len(docs) == 24
-    assert len({d["source_uri"] for d in docs}) == 24
-    assert len(pages) == 24 and len({(p["doc_id"], p["page_index"]) for p in pages}) == 24
+    assert summary.documents == n_docs and len(docs) == n_docs
+    assert len({d["source_uri"] for d in docs}) == n_docs
+    assert len(pages) == n_docs and len({(p["doc_id"], p["page_index"]) for p in pages}) == n_docs
     assert all(d["status"] == "ok" for d in docs)
     reliability("fault", "Ray: the worker node running OCR removed mid-run (two-node cluster)",
-                "its tasks and actors rescheduled on the other node; all 24 documents ok, each once")
+                f"its tasks and actors rescheduled on the other node; all {n_docs} documents ok, each once")
 
 
 @pytest.mark.slow
@@ -228,3 +229,46 @@ def test_a_page_run_alone_waits_for_running_batches_and_holds_off_new_ones():
     for t in (first, solo, later):
         t.join(5)
     assert events == ["b1 start", "b1 end", "alone", "b2 start", "b2 end"]
+
+
+def test_the_driver_takes_the_clusters_token_from_where_ray_looks_and_says_where(tmp_path, monkeypatch):
+    """RAY_AUTH_TOKEN, then the file RAY_AUTH_TOKEN_PATH names, then ~/.ray/auth_token; token authentication is
+    turned on for this process when one is found and RAY_AUTH_MODE says nothing."""
+    from pipeline.errors import ClusterUnavailable
+    from pipeline.runner.ray_data import _use_cluster_token
+
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _use_cluster_token() is None and "RAY_AUTH_MODE" not in __import__("os").environ
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("secret-from-home")
+    assert _use_cluster_token() == str(tmp_path / ".ray" / "auth_token")
+    assert __import__("os").environ["RAY_AUTH_MODE"] == "token"
+    path = tmp_path / "token"
+    path.write_text("secret-from-path\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+    assert _use_cluster_token() == f"RAY_AUTH_TOKEN_PATH ({path})"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret-from-env")
+    assert _use_cluster_token() == "RAY_AUTH_TOKEN"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # said explicitly: respected
+    assert _use_cluster_token() is None
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    path.write_text("")
+    with pytest.raises(ClusterUnavailable, match="is empty"):
+        _use_cluster_token()
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(ClusterUnavailable, match="cannot be read"):
+        _use_cluster_token()
+
+
+def test_room_for_an_actor_is_one_node_that_holds_it_and_cpus_for_a_decode_task_beside_it():
+    from pipeline.runner.ray_data import _room
+
+    actor, task = {"CPU": 1.0, "GPU": 1.0}, {"CPU": 0.5}
+    assert _room([{"CPU": 8.0, "GPU": 1.0}], actor, task)
+    assert not _room([{"CPU": 8.0}], actor, task)  # no node with a GPU
+    assert not _room([{"CPU": 1.0, "GPU": 1.0}], actor, task)  # nothing left for decoding
+    assert _room([{"CPU": 1.0, "GPU": 1.0}, {"CPU": 2.0}], actor, task)
+    assert _room([{"CPU": 2.0}], {"CPU": 1.0}, task) and not _room([], {"CPU": 1.0}, task)

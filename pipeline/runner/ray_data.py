@@ -23,23 +23,27 @@ Only this module imports Ray.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 from pipeline.config import FolioConfig
-from pipeline.errors import ConfigError, WorkerLost
+from pipeline.errors import ClusterUnavailable, ConfigError, WorkerLost
 from pipeline.models.engine import resolve_engine
 from pipeline.stages.assemble import Assembler
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.factory import create_page_stage
 from pipeline.types import DocumentRef, Item, PageImage
 
-__all__ = ["run_ray", "ray_init", "resolve_engine_on_cluster", "decode_blocks", "OcrActor", "PageAttempts",
-           "SharedOrAlone"]
+__all__ = ["run_ray", "ray_init", "connect", "wait_for_room", "decode_blocks", "OcrActor",
+           "PageAttempts", "SharedOrAlone"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +56,27 @@ def _ray():
     return ray
 
 
-def ray_init(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray; no-op when already connected."""
+def ray_init(address: str | None = None, num_cpus: int | None = None, connect_timeout_s: float = 10.0) -> str:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a Ray of this process's own on this
+    machine; no-op when connected.
+
+    Joining an existing cluster: its address must answer within ``connect_timeout_s``
+    (a TCP connection first, then Ray's own handshake), and where it uses token
+    authentication (Ray's default since 2.59) this process authenticates with the
+    cluster's token from ``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH`` names,
+    or ``~/.ray/auth_token``, in that order (``RAY_AUTH_MODE`` set explicitly wins).
+
+    Returns:
+        What this process is connected to, and with which token (never the token itself).
+
+    Raises:
+        ClusterUnavailable: nothing answers at the address, the cluster refused this process
+            (a missing or wrong token, a Ray version it does not match), or a token file named
+            by ``RAY_AUTH_TOKEN_PATH`` cannot be read.
+    """
     ray = _ray()
     if ray.is_initialized():
-        return
+        return f"Ray: connected to {ray.get_runtime_context().gcs_address}"
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = {
         "ignore_reinit_error": True,
@@ -65,17 +85,169 @@ def ray_init(address: str | None = None, num_cpus: int | None = None) -> None:
         "logging_level": logging.WARNING,
     }
     if address is None:
-        kwargs["num_cpus"] = num_cpus
-    ray.init(address=address, **kwargs)
+        # "local": a Ray of its own, even where `ray start` left a cluster (or the record of a dead one)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        return "Ray: a local Ray on this machine"
+    _check_reachable(address, connect_timeout_s)
+    token = _use_cluster_token()
+    waited = os.environ.get(_GCS_WAIT_ENV)
+    if waited is None:  # Ray's own handshake retries once a second, 20 times by default
+        os.environ[_GCS_WAIT_ENV] = str(max(1, math.ceil(connect_timeout_s)))
+    try:
+        ray.init(address=address, **kwargs)
+    except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError or its own errors here
+        ray.shutdown()
+        raise ClusterUnavailable(_refused(address, connect_timeout_s, token, e)) from e
+    finally:
+        if waited is None:
+            os.environ.pop(_GCS_WAIT_ENV, None)
+    said = f"Ray: the cluster at {address}" + (f", authenticated with the token from {token}" if token else "")
+    log.info(said)
+    return said
 
 
-def resolve_engine_on_cluster(config: FolioConfig, address: str | None = None) -> FolioConfig:
-    """``engine.name: auto`` resolved by the cluster's GPUs, not the driver's (it may run on a CPU node)."""
-    if config.engine.name != "auto":
-        return config
+#: Ray's seconds (about one retry each) for a driver's handshake with the cluster's GCS.
+_GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """A TCP connection to the address's host and port (Ray itself waits far longer for one)."""
+    target = address.split("://", 1)[-1].rstrip("/")
+    if target in ("auto", "local") or ":" not in target:
+        return  # Ray finds these itself
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except ValueError as e:
+        raise ClusterUnavailable(f"the Ray address {address!r} has no port number (host:port, e.g. head:6379)") from e
+    except OSError as e:
+        why = e.strerror or type(e).__name__.replace("Error", "").lower() or str(e)
+        raise ClusterUnavailable(
+            f"nothing answers at the Ray address {address} ({why}, after at most {timeout_s:g} s): check the address "
+            "(--address, ray.address, RAY_ADDRESS), that the cluster's head is up, and that this machine can "
+            "reach its port"
+        ) from e
+
+
+def _use_cluster_token() -> str | None:
+    """Turn token authentication on for this process when a token is at hand and ``RAY_AUTH_MODE``
+    says nothing; say where the token comes from (None: no token, or token authentication off)."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        return None
+    source = None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        source = "RAY_AUTH_TOKEN"
+    elif os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
+        try:
+            readable = bool(path.read_text().strip())
+        except OSError as e:
+            raise ClusterUnavailable(f"RAY_AUTH_TOKEN_PATH={path} cannot be read: {e.strerror or e}") from e
+        if not readable:
+            raise ClusterUnavailable(f"RAY_AUTH_TOKEN_PATH={path} is empty: it must hold the cluster's token")
+        source = f"RAY_AUTH_TOKEN_PATH ({path})"
+    else:
+        default = Path.home() / ".ray" / "auth_token"
+        if default.is_file() and default.stat().st_size > 0:
+            source = str(default)
+    if source is not None and mode is None:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        _reload_ray_config()
+    return source
+
+
+def _reload_ray_config() -> None:
+    """Make an already imported Ray see a changed ``RAY_AUTH_MODE``: it reads its config once, at import
+    (what Ray's own ``ray.init`` does for a local cluster; a private API, so best effort)."""
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError) as e:  # pragma: no cover - another Ray version
+        log.debug("cannot reload Ray's config: %s", e)
+
+
+def _refused(address: str, timeout_s: float, token: str | None, error: Exception) -> str:
+    why = " ".join(str(error).split())[:300] or type(error).__name__
+    if "version" in why.lower():
+        return (f"the Ray cluster at {address} runs another version of Ray or Python than this process ({why}): "
+                "install the cluster's versions here")
+    if token:
+        hint = (f"it did not accept the token from {token}: give this process the cluster's own token "
+                "(`ray get-auth-token` on the head prints it)")
+    else:
+        hint = ("if the cluster uses token authentication (Ray's default since 2.59), give this process its "
+                "token: RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH naming a file that holds it, or ~/.ray/auth_token "
+                "(`ray get-auth-token` on the head prints it)")
+    return f"the Ray cluster at {address} did not let this process in within {timeout_s:g} s ({why}); {hint}"
+
+
+def connect(config: FolioConfig, address: str | None = None) -> tuple[FolioConfig, str]:
+    """Connect to the run's cluster (:func:`ray_init`) and resolve ``engine.name: auto`` by the cluster's
+    GPUs, not the driver's (it may run on a CPU node).
+
+    Returns:
+        The config with the engine resolved, and what :func:`ray_init` says it connected to.
+
+    Raises:
+        ClusterUnavailable: the cluster cannot be used.
+    """
     ray = _ray()
-    ray_init(address or config.ray.address)
-    return resolve_engine(config, cuda=ray.cluster_resources().get("GPU", 0) >= 1)
+    said = ray_init(address or config.ray.address, connect_timeout_s=config.ray.connect_timeout_s)
+    if config.engine.name == "auto":
+        config = resolve_engine(config, cuda=ray.cluster_resources().get("GPU", 0) >= 1)
+    return config, said
+
+
+def wait_for_room(ray, actor: dict[str, float], task: dict[str, float], timeout_s: float) -> None:
+    """Wait until the cluster has a node that can hold one OCR actor and room for a decode task beside it,
+    asking an autoscaler for them meanwhile.
+
+    Raises:
+        ClusterUnavailable: there is no such room after ``timeout_s`` (Ray Data would wait forever).
+    """
+    actor = {k: v for k, v in actor.items() if v}
+    task = {k: v for k, v in task.items() if v}
+    deadline = time.monotonic() + timeout_s
+    asked = False
+    while True:
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        if _room(nodes, actor, task):
+            if asked:
+                from ray.autoscaler.sdk import request_resources
+
+                request_resources(bundles=[])  # what is there now is enough
+            return
+        if not asked:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=[actor, task])  # an autoscaler adds nodes for them; elsewhere a no-op
+            asked = True
+        if time.monotonic() >= deadline:
+            have = "; ".join(", ".join(f"{k} {v:g}" for k, v in sorted(n.items()) if k in ("CPU", "GPU")) or "nothing"
+                             for n in nodes) or "no node"
+            raise ClusterUnavailable(
+                f"the Ray cluster has no room for an OCR actor ({_bundle(actor)}) and a decode task "
+                f"({_bundle(task)}) after {timeout_s:g} s; its nodes have: {have}. Lower ray.ocr_num_cpus, "
+                "ray.ocr_num_gpus or ray.decode_num_cpus, add nodes, or raise ray.resources_timeout_s where "
+                "the cluster autoscales"
+            )
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def _room(nodes: list[dict[str, float]], actor: dict[str, float], task: dict[str, float]) -> bool:
+    fits = [all(node.get(k, 0.0) >= v for k, v in actor.items()) for node in nodes]
+    if not any(fits):
+        return False
+    cpus = sum(node.get("CPU", 0.0) for node in nodes)
+    return cpus >= actor.get("CPU", 0.0) + task.get("CPU", 0.0)
+
+
+def _bundle(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items()) or "nothing"
 
 
 def decode_blocks(documents: int, decode_tasks: int, docs_per_task: int) -> int:
@@ -291,7 +463,7 @@ def run_ray(
     Args:
         refs: the planned inputs.
         config: the run's configuration (``ray`` section: actor pool and task sizes; ``engine.name``
-            resolved, see :func:`resolve_engine_on_cluster`).
+            resolved, see :func:`connect`).
         assembler: takes every page and source document.
         address: Ray cluster address (default ``ray.address``, ``RAY_ADDRESS``, else a local Ray).
         stage_factory: builds the page stage in each OCR actor (must be importable there).
@@ -299,7 +471,7 @@ def run_ray(
     if not refs:
         return
     ray = _ray()
-    ray_init(address or config.ray.address)
+    ray_init(address or config.ray.address, connect_timeout_s=config.ray.connect_timeout_s)
     from ray.data import DataContext
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -310,6 +482,7 @@ def run_ray(
     gpus = rc.ocr_num_gpus
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    wait_for_room(ray, {"CPU": rc.ocr_num_cpus, "GPU": gpus}, {"CPU": rc.decode_num_cpus}, rc.resources_timeout_s)
     # Kept beside the driver, so losing a worker node does not lose the counts.
     attempts = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(PageAttempts).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
