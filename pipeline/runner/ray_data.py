@@ -76,7 +76,7 @@ def ray_init(address: str | None = None, num_cpus: int | None = None, connect_ti
     """
     ray = _ray()
     if ray.is_initialized():
-        return f"Ray: connected to {ray.get_runtime_context().gcs_address}"
+        return "Ray: the cluster this process is already connected to"
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = {
         "ignore_reinit_error": True,
