@@ -332,9 +332,9 @@ class RayConfig(_Section):
         "answer, e.g. one recovering its state after a restart."
     )
     resources_timeout_s: float = Field(
-        60.0, gt=0, description="Seconds to wait for the cluster to have room for one OCR actor and one decode task "
+        10.0, gt=0, description="Seconds to wait for the cluster to have room for one OCR actor and one decode task "
         "before the run fails with cluster_unavailable. An autoscaling cluster adds nodes in this time: raise it "
-        "where new nodes (GPU nodes above all) take minutes to start."
+        "where new nodes (GPU nodes above all) take minutes to start, as configs/archive.yaml does."
     )
     ocr_actors: int = Field(1, ge=1, description="Most OCR actors (each loads the models once).")
     ocr_num_cpus: float = Field(
