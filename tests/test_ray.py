@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.run import run
 from tests import badinputs
-from tests.conftest import SMALL_RAY, read_rows
+from tests.conftest import FAST, SMALL_RAY, read_rows
 
 ray = pytest.importorskip("ray")
 
@@ -32,7 +32,7 @@ def inputs(scans, tmp_path_factory) -> Path:
 
 
 def test_ray_and_local_runners_write_the_same_rows(inputs, tmp_path, local_ray):
-    config = load_config(overrides=SMALL_RAY, environ={})
+    config = load_config(overrides=FAST | SMALL_RAY, environ={})
     local = run(str(inputs), str(tmp_path / "local"), config, progress=False)
     distributed = run(str(inputs), str(tmp_path / "ray"), config, runner="ray", progress=False)
     assert (local.documents, local.pages, local.failed) == (distributed.documents, distributed.pages, distributed.failed)
@@ -105,12 +105,14 @@ def test_killing_a_worker_node_mid_run_loses_nothing(scans, tmp_path, reliabilit
     n_docs = 14  # one-page documents: enough for the run to outlast the kill at 6 s several times over
     src = scans(("book", n_docs, 31, ("png",), False), dpi=100)
     ray.shutdown()  # leave the single-node Ray of the other tests
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # The head notices a dead node after 3 missed health checks a second apart (Ray's default takes longer).
+    fast_checks = {"health_check_period_ms": 1000, "health_check_timeout_ms": 1000, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": fast_checks})
     worker = cluster.add_node(num_cpus=2)
     cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        config = load_config(overrides={"ray.ocr_actors": 2, "ray.ocr_num_cpus": 1,
+        config = load_config(overrides={**FAST, "ray.ocr_actors": 2, "ray.ocr_num_cpus": 1,
                                          "runner.batch_pages": 1, "engine.intra_op_threads": 1}, environ={})
         killer = threading.Timer(6.0, lambda: cluster.remove_node(worker, allow_graceful=False))
         killer.start()
