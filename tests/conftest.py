@@ -70,14 +70,22 @@ def clean_docs(scans) -> Path:
                  ("book", 1, 3, ("jpeg",), False), truth=True)
 
 
+def start_local_ray(**env_vars: str):
+    """(Re)start a local Ray of the CI's size whose workers can import ``tests`` (the stage plugins
+    of tests/plugins) and see ``env_vars``. Workers inherit the driver's environment as it is now,
+    so start Ray after setting what they need (the moto endpoint, for one)."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), **env_vars}})
+    return ray
+
+
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray of the CI's size for this module's tests, whose workers can import ``tests``
-    (the stage plugins of tests/plugins); shut down after them."""
-    ray = pytest.importorskip("ray")
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}})
+    """A local Ray for this module's tests (``start_local_ray``), shut down after them."""
+    ray = start_local_ray()
     yield ray
     ray.shutdown()
 

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
 from pipeline.output.catalog import read_table
 from tests.conftest import FAST as FAST_CONFIG
+from tests.conftest import start_local_ray
 from tests.faultproxy import FaultProxy, clean, every
 
 boto3 = pytest.importorskip("boto3")
@@ -205,12 +206,8 @@ def test_a_run_that_died_between_its_two_writes_leaves_no_extra_pages(fault_scan
 @pytest.fixture(scope="module")
 def ray_with_plugins(tmp_path_factory):
     """A local Ray whose workers can import tests.plugins and share a kill marker."""
-    ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("marker") / "killed"
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "FOLIO_TEST_KILL_MARKER": str(marker)}})
+    ray = start_local_ray(FOLIO_TEST_KILL_MARKER=str(marker))
     yield marker
     ray.shutdown()
 

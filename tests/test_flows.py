@@ -17,7 +17,7 @@ import yaml
 from pipeline.output.catalog import latest_documents, read_table
 from tests import badinputs
 from tests.conftest import FAST as FAST_CONFIG
-from tests.conftest import SECRET, SMALL_RAY
+from tests.conftest import SECRET, SMALL_RAY, start_local_ray
 
 boto3 = pytest.importorskip("boto3")
 ray = pytest.importorskip("ray")
@@ -44,9 +44,7 @@ def harness():
 @pytest.fixture(scope="module")
 def cluster(s3_endpoint):
     """Local Ray started after the S3 environment is set, so workers inherit it."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray()
     yield
     ray.shutdown()
 
