@@ -30,7 +30,7 @@ from pipeline.config import FolioConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.output.catalog import run_stats
 from pipeline.output.parquet import load_done_index, new_run_id
-from pipeline.run import fingerprint, plan, run
+from pipeline.run import fingerprint, plan, run, settle
 from pipeline.types import DocumentRef, RunTally
 
 __all__ = ["JobParams", "FlowReport", "ErrorRateExceeded", "DeadlinePassed", "CONFIG_DIR", "SHARD_RUNNERS",
@@ -121,13 +121,16 @@ def _config_path(path: str | None, default: str | None) -> Path | None:
 
 
 def prepare(params: JobParams, default_config: str | None = None) -> tuple[FolioConfig, str]:
-    """Load the job's config and its fingerprint; raises ``ValueError`` naming the problem.
+    """Load the job's config, with its engine resolved as the shards' workers will run it
+    (:func:`~pipeline.run.settle`), and its fingerprint; raises ``ValueError`` naming a bad config.
 
     The fingerprint needs the model files, so a missing model fails here too,
-    before any shard starts.
+    before any shard starts; so does a Ray cluster that has to be asked for its GPUs and cannot
+    be used (``ClusterUnavailable``).
     """
     try:
         config = load_config(_config_path(params.config, default_config), params.sets)
+        config = settle(config, params.runner, params.ray_address)
         return config, fingerprint(config)
     except ConfigError as e:
         raise ValueError(str(e)) from e

@@ -107,6 +107,21 @@ class DetectionConfig(_Section):
     min_size: float = Field(3.0, ge=0, description="Boxes with a shorter side (map pixels) are dropped.")
     max_candidates: int = Field(1000, ge=1, description="At most this many contours per page are considered.")
     dilate: bool = Field(True, description="Dilate the binary map with a 2x2 kernel before finding contours.")
+    size_multiple: int = Field(
+        32,
+        ge=32,
+        multiple_of=32,
+        description="Scaled pages are padded (right and bottom, in the paper's colour) to a multiple of this "
+        "many pixels. On a GPU, 128 or 256 gives pages of slightly different sizes one shape, so they share "
+        "a detection batch and torch.compile compiles fewer shapes; the padding can move a box by a pixel.",
+    )
+    batch_pages: int | None = Field(
+        None,
+        ge=1,
+        description="Most pages detected in one engine call (only pages of the same padded size share one). "
+        "Default (null): 1 with ONNX Runtime on a CPU, where batches gain nothing, 16 with torch on CUDA. "
+        "The text does not depend on it; memory grows with it.",
+    )
 
 
 class RecognitionConfig(_Section):
@@ -247,22 +262,25 @@ class DewarpConfig(_Section):
 
 class EngineConfig(_Section):
     name: Literal["auto", "onnxruntime", "torch", "tesseract"] = Field(
-        "onnxruntime",
-        description="Inference engine: onnxruntime (the PP-OCR models on CPU), torch (the same models "
-        "converted to torch; needs the torch extra, pip install 'folio[torch]'), auto (torch when it is "
-        "installed and sees a CUDA device, else onnxruntime) or tesseract (the tesseract-ocr program; "
-        "settings in the tesseract section).",
+        "auto",
+        description="Inference engine: auto (torch on the GPU where the OCR workers have one, else "
+        "onnxruntime), onnxruntime (the PP-OCR models on CPU), torch (the same models converted to torch; "
+        "needs the torch extra, pip install 'folio[torch]') or tesseract (the tesseract-ocr program; settings "
+        "in the tesseract section). Whether a worker has a GPU: on Ray, ray.ocr_num_gpus; locally, "
+        "whether torch sees one.",
     )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
-        description="Where the torch engine runs: auto (cuda when torch sees a GPU, else cpu), cpu, cuda "
-        "or cuda:N. ONNX Runtime always runs on the CPU; engine.name=auto picks torch only when this is not cpu.",
+        description="Where the torch engine runs: auto (cuda where the worker has a GPU, else cpu), cpu, cuda "
+        "or cuda:N. ONNX Runtime always runs on the CPU; set cpu to keep engine.name=auto on ONNX Runtime "
+        "on a GPU machine.",
     )
     dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
         None,
         description="Precision of the torch engine's weights and inputs; default (null): float16 on CUDA, "
-        "float32 on CPU. Half precision can change a few characters, so it is part of the fingerprint.",
+        "float32 on CPU, as the worker computes. Half precision can change a few characters, so it is part "
+        "of the fingerprint.",
     )
     compile: bool = Field(
         False,
@@ -345,7 +363,9 @@ class RayConfig(_Section):
         "so decode tasks can be scheduled.",
     )
     ocr_num_gpus: float | None = Field(
-        None, ge=0, description="GPUs per OCR actor; default: 1 when the cluster has GPUs, else 0."
+        None, ge=0, description="GPUs per OCR actor; default (null): 1 when the cluster has GPUs when the run "
+        "starts, else 0. Set 1 on a cluster that adds GPU nodes on demand (its GPU group may be at zero then). "
+        "An actor with a GPU runs engine.name=auto as torch on it."
     )
     decode_num_cpus: float = Field(
         0.5, gt=0, description="CPUs reserved per fetch-and-decode task (fractional, so decode keeps up on small nodes)."
@@ -448,8 +468,13 @@ _NOT_FINGERPRINTED = {"runner", "output", "storage", "ray", "jobs"}
 #: Per section, the settings that never change the output (threads, paths, time limits).
 _FIELDS_NOT_FINGERPRINTED = {
     "engine": {"intra_op_threads", "inter_op_threads", "model_dir", "device", "compile"},
+    "detection": {"batch_pages"},
     "tesseract": {"threads", "processes", "timeout_s"},
 }
+#: Settings added after rows were first written, with the value that reproduces the output from before
+#: them: at that value they are left out of the fingerprint, so an upgrade does not make every
+#: document stale.
+_ADDED_SETTINGS = {("detection", "size_multiple"): 32}
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},
@@ -504,6 +529,9 @@ class FolioConfig(BaseModel):
         for section, keys in _FIELDS_NOT_FINGERPRINTED.items():
             for key in keys:
                 data.get(section, {}).pop(key, None)
+        for (section, key), before in _ADDED_SETTINGS.items():
+            if section in data and data[section].get(key, before) == before:  # as before the setting existed
+                data[section].pop(key, None)
         return data
 
 

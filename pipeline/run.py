@@ -27,7 +27,7 @@ from pipeline import __version__
 from pipeline.config import FolioConfig, StorageConfig
 from pipeline.errors import ClusterUnavailable, FolioError
 from pipeline.io.storage import get_storage
-from pipeline.models.engine import resolve_engine, resolve_engine_name
+from pipeline.models.engine import resolve_engine
 from pipeline.models.zoo import ModelFile
 from pipeline.output.parquet import DatasetWriter, load_done_index, new_run_id, retire_orphan_pages
 from pipeline.runner.local import run_local
@@ -36,7 +36,7 @@ from pipeline.stages.assemble import Assembler
 from pipeline.stages.factory import create_page_stage, stage_models
 from pipeline.types import DocumentRef, Page, RunTally
 
-__all__ = ["fingerprint", "plan", "run", "Progress"]
+__all__ = ["fingerprint", "plan", "run", "settle", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +57,33 @@ def fingerprint(config: FolioConfig, models: dict[str, ModelFile] | None = None)
     """
     if models is None:
         models = stage_models(config)
-    engine = resolve_engine_name(config.engine)
-    dtype = None
-    if engine == "torch":
-        from pipeline.models.torch_engine import resolve_device, resolve_dtype
-
-        dtype = resolve_dtype(config.engine, resolve_device(config.engine))
+    engine = resolve_engine(config).engine  # as the runner resolved it; else as it runs in this process
     payload = {
-        "config": config.output_settings(engine, dtype),
+        "config": config.output_settings(engine.name, engine.dtype if engine.name == "torch" else None),
         "models": dict(sorted((k, m.sha256) for k, m in models.items())),
         "version": __version__,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def settle(config: FolioConfig, runner: str = "local", address: str | None = None) -> FolioConfig:
+    """``config`` with the engine resolved as ``runner``'s workers will run it, for a caller that needs
+    the run's fingerprint before the run (a flow planning what is already done).
+
+    The local runner's workers are this process. The Ray runner's OCR actors compute on a GPU
+    when ``ray.ocr_num_gpus`` gives them one; where it is null and the engine depends on it,
+    this connects to the cluster to ask (as :func:`run` does).
+
+    Raises:
+        ClusterUnavailable: the cluster had to be asked and cannot be used.
+    """
+    if runner != "ray":
+        return resolve_engine(config)
+    gpus = config.ray.ocr_num_gpus
+    if gpus is None and resolve_engine(config, cuda=True) != resolve_engine(config, cuda=False):
+        return connect(config, address)[0]
+    return resolve_engine(config, cuda=bool(gpus))
 
 
 def plan(source: str, exclude: Sequence[str] = (), storage_config: StorageConfig | None = None) -> list[DocumentRef]:

@@ -707,6 +707,60 @@ def test_configmap_configs_match_the_repository_configs(tmp_path):
         assert cluster.jobs == repo.jobs, f"{key}: shard sizes, retries and alert thresholds differ from configs/{key}"
 
 
+def test_the_work_pools_job_command_runs_prefects_flow_run_command_in_the_image():
+    """The Kubernetes Job the worker renders from work-pool.json, started the way Kubernetes starts it
+    (the container's ``command`` replaces the image's ENTRYPOINT, its ``args`` the CMD), reaches
+    ``prefect flow-run execute``, not ``folio prefect ...``."""
+    import os
+    import subprocess
+
+    from prefect.utilities.templating import apply_values
+    from prefect.workers.base import BaseJobConfiguration
+
+    pool = json.loads((INFRA / "prefect" / "work-pool.json").read_text(encoding="utf-8"))
+    defaults = {k: v.get("default") for k, v in pool["variables"]["properties"].items()}
+    job = apply_values(pool["job_configuration"], defaults)  # how a worker renders it, with the defaults
+    container = job["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    # prefect-kubernetes puts the flow-run command into the first container's args when they are empty
+    # (the work pool's `command` variable defaults to null), and splits a string into words.
+    args = container.get("args") or BaseJobConfiguration._base_flow_run_command()
+    args = shlex.split(args) if isinstance(args, str) else list(args)
+    assert args[:3] == ["prefect", "flow-run", "execute"], args
+    entrypoint = [json.loads(rest) for instr, rest in _dockerfile_instructions() if instr == "ENTRYPOINT"][-1]
+    argv = list(container.get("command") or entrypoint) + args
+    # In the image, `folio` and `prefect` are the virtualenv's, on PATH; here, this interpreter's.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, f"{argv} exited {proc.returncode}: {proc.stderr[-500:]}"
+    assert "flow run" in proc.stdout.lower(), proc.stdout[:500]
+
+
+@pytest.mark.parametrize("key", ["archive.yaml", "invoices.yaml"])
+def test_the_shipped_jobs_compute_on_the_gpus_of_the_cluster(key, tmp_path):
+    """As deployed (a Prefect flow run with the work pool's or prefect.yaml's environment, or a RayJob
+    with the ConfigMap), a job resolves for the GPU workers: torch on CUDA in float16, and one
+    fingerprint for both, planned on a CPU-only pod without asking the cluster, whose GPU group
+    may be at zero."""
+    from pipeline.run import fingerprint, settle
+
+    pool = json.loads((INFRA / "prefect" / "work-pool.json").read_text(encoding="utf-8"))
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    environments = {
+        "work pool": pool["variables"]["properties"]["env"]["default"],
+        "prefect.yaml": deployments["definitions"]["work_pool"]["job_variables"]["env"],
+    }
+    path = tmp_path / key
+    path.write_text(_configmap_configs()[key], encoding="utf-8")
+    planned = {"RayJob": settle(load_config(path, environ={}), "ray")}
+    for where, env in environments.items():
+        folio_env = {k: str(v) for k, v in env.items() if k.startswith("FOLIO_")}
+        planned[f"flow ({where})"] = settle(load_config(ROOT / "configs" / key, environ=folio_env), "ray")
+    for where, config in planned.items():
+        engine = config.engine
+        assert (engine.name, engine.device, engine.dtype) == ("torch", "cuda", "float16"), f"{key}, {where}: {engine}"
+    assert len({fingerprint(c) for c in planned.values()}) == 1, f"{key}: the deployments plan different outputs"
+
+
 def test_work_pool_name_agrees_everywhere():
     worker = next(d for d in _docs_of_kind("Deployment") if d["metadata"]["name"] == "prefect-worker")
     argv = worker["spec"]["template"]["spec"]["containers"][0]["command"]

@@ -666,3 +666,67 @@ def test_split_at_gaps_leaves_blank_and_short_crops():
     assert len(split_at_gaps(blank, quad, 1.0)) == 1
     short = np.zeros((40, 60, 3), np.uint8)
     assert len(split_at_gaps(short, quad, 1.0)) == 1
+
+
+def _text_page(lines: list[str], size=(900, 700)) -> np.ndarray:
+    import cv2
+
+    page = np.full((*size, 3), 250, np.uint8)
+    for k, text in enumerate(lines):
+        cv2.putText(page, text, (30, 60 + 50 * k), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 20, 20), 2)
+    return page
+
+
+def test_detection_in_batches_finds_what_it_finds_page_by_page():
+    """Pages of one padded size share an engine call; each page's boxes are those it gets alone, and a
+    page the engine fails on is that page's error, not its batch's."""
+    from pipeline.models.bundle import OcrModels
+    from pipeline.models.detection import TextDetector
+
+    config = FolioConfig()
+    engine = OcrModels.load(config).detector.engine
+    pages = [_text_page(["Invoice 2291", "Total 118.40"]), _text_page(["Subtotal 99.90"] * 3),
+             _text_page(["a different size"], size=(500, 800)), _text_page(["Tax 18.50", "Due 2024-01-31"])]
+    alone = TextDetector(engine, config.detection, batch_pages=1).detect_many(pages)
+    calls = []
+
+    def counting(batch):
+        calls.append(batch.shape[0])
+        return engine(batch)
+
+    counting.model = engine.model
+    batched = TextDetector(counting, config.detection, batch_pages=8).detect_many(pages)
+    assert sorted(calls) == [1, 3]  # three pages of one size in one call, the other alone
+    for (a, _), (b, _) in zip(alone, batched):
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a, b, atol=0.5)
+
+    def failing(batch):  # refuses any batch holding the page filled with 1s at its corner
+        if (batch[:, :, 0, 0] == 1.0).any():
+            raise RuntimeError("engine refused the input")
+        return engine(batch)
+
+    bad = pages[0].copy()
+    bad[0, 0] = 255  # (255 / 127.5 - 1) = 1.0 at the corner of the tensor
+    results = TextDetector(failing, config.detection, batch_pages=8).detect_many([pages[1], bad, pages[3]])
+    assert isinstance(results[1], RuntimeError)
+    for k, ok in ((0, alone[1]), (2, alone[3])):
+        np.testing.assert_allclose(results[k][0], ok[0], atol=0.5)
+
+
+def test_pages_padded_to_a_size_multiple_share_a_shape():
+    config = DetectionConfig(size_multiple=128)
+    a = DetectionPreprocessor(config)(np.full((900, 700, 3), 255, np.uint8))
+    b = DetectionPreprocessor(config)(np.full((910, 690, 3), 255, np.uint8))
+    assert a.tensor.shape == b.tensor.shape and a.tensor.shape[2] % 128 == 0 == a.tensor.shape[3] % 128
+    default = DetectionPreprocessor(DetectionConfig())
+    assert default(np.full((900, 700, 3), 255, np.uint8)).tensor.shape != default(
+        np.full((910, 690, 3), 255, np.uint8)).tensor.shape
+    models = {"detection": "abc"}
+    from pipeline.run import fingerprint
+    from tests.conftest import fake_models
+
+    base = fingerprint(FolioConfig(), fake_models(**models))
+    assert fingerprint(FolioConfig(detection=DetectionConfig(size_multiple=32)), fake_models(**models)) == base
+    assert fingerprint(FolioConfig(detection=DetectionConfig(size_multiple=128)), fake_models(**models)) != base
+    assert fingerprint(FolioConfig(detection=DetectionConfig(batch_pages=4)), fake_models(**models)) == base

@@ -123,17 +123,17 @@ def test_detection(batch, tmp_path, monkeypatch):
     import numpy as np
     from PIL import Image
 
-    from pipeline.models.detection import TextDetector
+    from pipeline.models.detection import DetectionPreprocessor
 
-    real = TextDetector.__call__
+    real = DetectionPreprocessor.__call__
     marked = hashlib.sha256(np.asarray(Image.open(batch / f"{MARK}.png").convert("RGB")).tobytes()).digest()
 
-    def detect(self, image):
+    def prepare(self, image):
         if hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest() == marked:
             raise cv2.error("injected: OpenCV gave up")
         return real(self, image)
 
-    monkeypatch.setattr(TextDetector, "__call__", detect)
+    monkeypatch.setattr(DetectionPreprocessor, "__call__", prepare)
     _run(batch, tmp_path)
     marked_row = _check(tmp_path, "ocr_failed")
     assert "detection failed: error" in marked_row["error_message"]

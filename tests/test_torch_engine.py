@@ -19,11 +19,13 @@ from pipeline.cli import EXIT_OK, main
 from pipeline.config import DetectionConfig, EngineConfig, FolioConfig, load_config
 from pipeline.errors import ModelError
 from pipeline.models.detection import DetectionPreprocessor
-from pipeline.models.engine import OnnxRuntimeEngine, create_engine, resolve_engine_name
+from pipeline.models.engine import OnnxRuntimeEngine, create_engine, engine_label, resolve_engine, resolve_engine_name
 from pipeline.models.recognition import CTCDecoder
 from pipeline.models.torch_engine import TorchEngine, network_stride, rewrite_graph, torch_available
 from pipeline.models.zoo import resolve_model
-from pipeline.run import fingerprint
+from pipeline.run import fingerprint, settle
+from pipeline.stages.assemble import Assembler
+from pipeline.types import DoneIndex, SourceDocument
 from tests.conftest import fake_models
 
 assert torch_available()  # imports torch the engine's way (idle OpenMP threads sleep; see torch_engine)
@@ -231,6 +233,37 @@ def test_fingerprint_tracks_torch_precision_not_threads_or_device():
     assert fp(name="torch", device="cuda") != fp32  # float16 by default on CUDA
     assert fp(name="onnxruntime") != fp32
     assert fp(name="onnxruntime", dtype="float16", device="cuda") == fp(name="onnxruntime")
+
+
+def test_the_engine_of_gpu_actors_is_resolved_for_them_not_for_the_driver():
+    """A CPU-only driver (a Ray head, a flow pod) plans a run whose OCR actors hold a GPU: the
+    config, the fingerprint and the ``engine`` column say torch on CUDA in float16, what the
+    actors compute, never float32 on the driver's CPU."""
+    models = fake_models(detection="abc")
+    config = load_config(overrides={"ray.ocr_num_gpus": 1}, environ={})
+    planned = settle(config, "ray")  # no cluster is asked: the config says the actors' GPUs
+    assert (planned.engine.name, planned.engine.device, planned.engine.dtype) == ("torch", "cuda", "float16")
+    assert settle(planned, "ray") == planned == resolve_engine(planned)  # a resolved config stays as it is
+    gpu = load_config(overrides={"engine.name": "torch", "engine.device": "cuda", "engine.dtype": "float16"},
+                      environ={})
+    assert fingerprint(planned, models) == fingerprint(gpu, models)
+    if not torch.cuda.is_available():
+        assert fingerprint(planned, models) != fingerprint(settle(config, "local"), models)
+        assert settle(config, "local").engine.name == "onnxruntime"
+    bf16 = settle(load_config(overrides={"ray.ocr_num_gpus": 1, "engine.dtype": "bfloat16"}, environ={}), "ray")
+    assert bf16.engine.dtype == "bfloat16" and fingerprint(bf16, models) != fingerprint(planned, models)
+    cpu_actors = settle(load_config(overrides={"ray.ocr_num_gpus": 0, "engine.name": "torch"}, environ={}), "ray")
+    assert (cpu_actors.engine.device, cpu_actors.engine.dtype) == ("cpu", "float32")
+    assert settle(load_config(overrides={"ray.ocr_num_gpus": 1, "engine.device": "cpu"}, environ={}),
+                  "ray").engine.name == "onnxruntime"
+
+    rows: list[dict] = []
+    assembler = Assembler(planned, DoneIndex(), fingerprint(planned, models), [], "r1",
+                          lambda docs, pages: rows.extend(docs))
+    assembler.add(SourceDocument("a.png", "d1", etag="e"))
+    assembler.flush()
+    assert [(r["engine"], r["config_fingerprint"]) for r in rows] == [("torch/cuda/float16", fingerprint(gpu, models))]
+    assert engine_label(resolve_engine(FolioConfig()).engine) in ("onnxruntime", "torch/cuda/float16")
 
 
 # -- (5) CUDA, opt in -----------------------------------------------------------------------------

@@ -16,7 +16,17 @@ from pipeline.models.engine import create_engine
 from pipeline.models.recognition import ALTERNATIVES, LineClassifier, TextRecognizer, charset_classes
 from pipeline.models.zoo import ModelFile, resolve_model
 
-__all__ = ["OcrModels", "model_files"]
+__all__ = ["OcrModels", "detection_batch_pages", "model_files"]
+
+#: Pages per detection call on a GPU when ``detection.batch_pages`` is null.
+GPU_DETECTION_BATCH = 16
+
+
+def detection_batch_pages(config: FolioConfig, engine) -> int:
+    """``detection.batch_pages``, or by default 16 on an engine that computes on CUDA, else 1."""
+    if config.detection.batch_pages is not None:
+        return config.detection.batch_pages
+    return GPU_DETECTION_BATCH if str(getattr(engine, "device", "cpu")).startswith("cuda") else 1
 
 
 def model_files(config: FolioConfig) -> dict[str, ModelFile]:
@@ -68,7 +78,8 @@ class OcrModels:
             ModelError: a model is missing or cannot be loaded.
         """
         files = model_files(config)
-        detector = TextDetector(create_engine(files["detection"], config.engine), config.detection)
+        det_engine = create_engine(files["detection"], config.engine)
+        detector = TextDetector(det_engine, config.detection, detection_batch_pages(config, det_engine))
         rec = files["recognition"]
         recognizer = TextRecognizer(
             create_engine(rec, config.engine, charset_classes(rec, config.recognition.charset), best_class=True,

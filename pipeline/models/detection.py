@@ -54,6 +54,7 @@ class DetectionPreprocessor:
     def __init__(self, config: DetectionConfig):
         self.min_side = config.min_side_len
         self.max_side = config.max_side_len
+        self.multiple = config.size_multiple
 
     def scale_for(self, height: int, width: int) -> float:
         scale = 1.0
@@ -71,7 +72,7 @@ class DetectionPreprocessor:
         rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = image if (rh, rw) == (h, w) else cv2.resize(image, (rw, rh), interpolation=interp)
-        ph, pw = -(-rh // STRIDE) * STRIDE, -(-rw // STRIDE) * STRIDE
+        ph, pw = -(-rh // self.multiple) * self.multiple, -(-rw // self.multiple) * self.multiple
         if (ph, pw) != (rh, rw):
             border = np.concatenate([resized[-1, :, :], resized[:, -1, :]], axis=0)
             paper = np.median(border, axis=0).astype(np.uint8).tolist()
@@ -185,20 +186,78 @@ class DBPostProcessor:
 
 
 class TextDetector:
-    """Page image to text-line quadrilaterals: preprocess, engine, DB post-processing."""
+    """Page image to text-line quadrilaterals: preprocess, engine, DB post-processing.
 
-    def __init__(self, engine: Engine, config: DetectionConfig):
+    :meth:`detect_many` runs the engine on batches of pages of one padded size
+    (``batch_pages`` at most), which is what keeps a GPU busy; a page's boxes do
+    not depend on its batch.
+    """
+
+    def __init__(self, engine: Engine, config: DetectionConfig, batch_pages: int = 1):
         self.engine = engine
         self.preprocess = DetectionPreprocessor(config)
         self.postprocess = DBPostProcessor(config)
+        self.batch_pages = max(1, int(batch_pages))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Detect lines on one RGB page; see :meth:`DBPostProcessor.__call__` for the result."""
-        h, w = image.shape[:2]
-        if h < 2 or w < 2:
-            return np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32)
-        inp = self.preprocess(image)
-        out = self.engine(inp.tensor)
+        result = self.detect_many([image])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def detect_many(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
+        """Detect lines on several RGB pages, in batches of pages of one padded size.
+
+        Returns:
+            Per page, in order, what :meth:`DBPostProcessor.__call__` returns, or the exception
+            that stopped that page (a batch the engine refuses is run again page by page, so one
+            bad page does not fail the others).
+        """
+        results: list = [None] * len(images)
+        inputs: dict[int, DetectionInput] = {}
+        for i, image in enumerate(images):
+            h, w = image.shape[:2]
+            if h < 2 or w < 2:
+                results[i] = (np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32))
+                continue
+            try:
+                inputs[i] = self.preprocess(image)
+            except Exception as e:  # noqa: BLE001 - that page's error
+                results[i] = e
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, inp in inputs.items():
+            by_shape.setdefault(inp.tensor.shape, []).append(i)
+        for members in by_shape.values():
+            for start in range(0, len(members), self.batch_pages):
+                chunk = members[start : start + self.batch_pages]
+                try:
+                    if len(chunk) == 1:
+                        outs = [self.engine(inputs[chunk[0]].tensor)]
+                    else:
+                        out = self.engine(np.concatenate([inputs[i].tensor for i in chunk]))
+                        outs = [out[k : k + 1] for k in range(len(chunk))]
+                except Exception as e:  # noqa: BLE001 - find the page the batch fails on
+                    if len(chunk) == 1:
+                        results[chunk[0]] = e
+                        continue
+                    log.warning("batched detection failed; retrying page by page", exc_info=True)
+                    for i in chunk:
+                        results[i] = self._one(inputs[i], images[i])
+                    continue
+                for i, out in zip(chunk, outs):
+                    results[i] = self._post(out, inputs[i], images[i])
+        return results
+
+    def _one(self, inp: DetectionInput, image: np.ndarray):
+        try:
+            return self._post(self.engine(inp.tensor), inp, image)
+        except Exception as e:  # noqa: BLE001 - that page's error
+            return e
+
+    def _post(self, out: np.ndarray, inp: DetectionInput, image: np.ndarray):
         vh, vw = inp.valid_hw
-        prob = out[0, 0, :vh, :vw]
-        return self.postprocess(prob, inp.scale, (h, w))
+        try:
+            return self.postprocess(out[0, 0, :vh, :vw], inp.scale, image.shape[:2])
+        except Exception as e:  # noqa: BLE001 - that page's error
+            return e

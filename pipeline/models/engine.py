@@ -28,7 +28,7 @@ from pipeline.models.graph import (
 )
 from pipeline.models.zoo import ModelFile, load_onnx
 
-__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "resolve_engine", "resolve_engine_name"]
+__all__ = ["Engine", "OnnxRuntimeEngine", "create_engine", "engine_label", "resolve_engine", "resolve_engine_name"]
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,20 @@ class OnnxRuntimeEngine:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
 
+def _nvidia_driver_present() -> bool:
+    """Whether this machine shows signs of an NVIDIA driver, checked without importing torch
+    (which costs seconds): its device nodes, its /proc entry, or its libcuda."""
+    import ctypes.util
+    import os
+
+    return (os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
+            or ctypes.util.find_library("cuda") is not None)
+
+
 @functools.cache
 def _torch_cuda_available() -> bool:
+    if not _nvidia_driver_present():
+        return False
     from pipeline.models.torch_engine import torch_available
 
     if not torch_available():
@@ -131,11 +143,12 @@ def _torch_cuda_available() -> bool:
 
 
 def resolve_engine_name(config: EngineConfig) -> str:
-    """The engine ``engine.name`` stands for: ``auto`` is torch on CUDA, ONNX Runtime otherwise.
+    """The engine ``engine.name`` stands for in this process: ``auto`` is torch on CUDA, ONNX Runtime
+    otherwise.
 
-    ``auto`` picks torch when torch imports, sees a CUDA device and ``engine.device``
-    is not ``cpu`` (on a CPU, ONNX Runtime is the faster of the two). Every other
-    name is returned as it is. Torch is imported only to resolve ``auto``.
+    ``auto`` picks torch when this machine has an NVIDIA driver, torch imports and sees a
+    CUDA device, and ``engine.device`` is not ``cpu`` (on a CPU, ONNX Runtime is the faster of
+    the two). Every other name is returned as it is.
     """
     if config.name != "auto":
         return config.name
@@ -145,25 +158,50 @@ def resolve_engine_name(config: EngineConfig) -> str:
 
 
 def resolve_engine(config, cuda: bool | None = None):
-    """``config`` with ``engine.name: auto`` replaced by the engine that will run.
+    """``config`` with the engine that will run made concrete: ``engine.name: auto`` replaced by the
+    engine, and for torch ``engine.device`` and ``engine.dtype`` by the device and precision it
+    computes in.
 
-    Runners call this once, where the run starts, so the fingerprint, the
-    ``engine`` column and the workers all agree. ``cuda`` says whether the
-    workers have GPUs (the Ray runner asks the cluster: its driver may run on
-    a CPU-only node); ``None`` asks this process's torch.
+    Runners call this once, where the run starts, with what they know of the workers that
+    compute, so the fingerprint, the ``engine`` column and the workers all agree: the Ray
+    runner passes whether its OCR actors hold a GPU (its driver may run on a CPU-only head or
+    flow pod); ``None`` asks this process (the local runner's workers are this process).
+    A resolved config resolves to itself.
 
     Args:
         config: a :class:`~pipeline.config.FolioConfig`.
         cuda: whether the OCR workers have a CUDA device, when known.
     """
     engine = config.engine
-    if engine.name != "auto":
+    if engine.name not in ("auto", "torch"):
         return config
     if cuda is None:
-        name = resolve_engine_name(engine)
-    else:
+        if engine.name == "auto":
+            cuda = resolve_engine_name(engine) == "torch"
+        elif engine.device == "auto":
+            from pipeline.models.torch_engine import resolve_device
+
+            cuda = resolve_device(engine).startswith("cuda")
+        else:
+            cuda = engine.device.startswith("cuda")
+    name = engine.name
+    if name == "auto":
         name = "torch" if cuda and engine.device != "cpu" else "onnxruntime"
-    return config.model_copy(update={"engine": engine.model_copy(update={"name": name})})
+    update: dict = {"name": name}
+    if name == "torch":
+        device = engine.device if engine.device != "auto" else ("cuda" if cuda else "cpu")
+        update["device"] = device
+        update["dtype"] = engine.dtype or ("float16" if device.startswith("cuda") else "float32")
+    return config.model_copy(update={"engine": engine.model_copy(update=update)})
+
+
+def engine_label(config: EngineConfig) -> str:
+    """What the ``engine`` column says of a resolved engine: its name, and for torch the device kind
+    and precision it computes in (``torch/cuda/float16``), so rows say what computed them."""
+    if config.name != "torch":
+        return config.name
+    device = "cuda" if config.device.startswith("cuda") else config.device
+    return f"torch/{device}/{config.dtype}"
 
 
 def create_engine(

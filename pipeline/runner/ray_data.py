@@ -186,19 +186,32 @@ def _refused(address: str, timeout_s: float, token: str | None, error: Exception
 
 
 def connect(config: FolioConfig, address: str | None = None) -> tuple[FolioConfig, str]:
-    """Connect to the run's cluster (:func:`ray_init`) and resolve ``engine.name: auto`` by the cluster's
-    GPUs, not the driver's (it may run on a CPU node).
+    """Connect to the run's cluster (:func:`ray_init`) and settle what the OCR actors compute on.
+
+    ``ray.ocr_num_gpus: null`` becomes 1 when the cluster has GPUs now, else 0; then the engine
+    is resolved (:func:`~pipeline.models.engine.resolve_engine`) for an actor that holds that
+    many GPUs, never for the driver, which may run on a CPU-only head or flow pod: with a GPU,
+    ``engine.name: auto`` is torch on ``cuda`` in float16 (unless ``engine.dtype`` says otherwise).
+    A cluster whose GPU group is scaled to zero has no GPUs when the run starts; set
+    ``ray.ocr_num_gpus: 1`` there, so the actors ask for GPUs (and the autoscaler adds them).
 
     Returns:
-        The config with the engine resolved, and what :func:`ray_init` says it connected to.
+        The config with the actors' GPUs and engine resolved, and what :func:`ray_init` says it
+        connected to.
 
     Raises:
         ClusterUnavailable: the cluster cannot be used.
     """
     ray = _ray()
     said = ray_init(address or config.ray.address, connect_timeout_s=config.ray.connect_timeout_s)
-    if config.engine.name == "auto":
-        config = resolve_engine(config, cuda=ray.cluster_resources().get("GPU", 0) >= 1)
+    gpus = config.ray.ocr_num_gpus
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        config = config.model_copy(update={"ray": config.ray.model_copy(update={"ocr_num_gpus": gpus})})
+    config = resolve_engine(config, cuda=gpus > 0)
+    if gpus > 0 and config.engine.name == "onnxruntime":
+        log.warning("each OCR actor holds %g GPU, but engine.name=onnxruntime computes on its CPUs: set "
+                    "engine.name to auto or torch to compute on the GPU", gpus)
     return config, said
 
 
@@ -480,7 +493,7 @@ def run_ray(
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     rc = config.ray
     gpus = rc.ocr_num_gpus
-    if gpus is None:
+    if gpus is None:  # connect() settles it; a caller that connected otherwise gets the same rule
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     wait_for_room(ray, {"CPU": rc.ocr_num_cpus, "GPU": gpus}, {"CPU": rc.decode_num_cpus}, rc.resources_timeout_s)
     # Kept beside the driver, so losing a worker node does not lose the counts.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pipeline import __version__
 from pipeline.config import FolioConfig
+from pipeline.models.engine import engine_label
 from pipeline.types import DoneIndex, Failure, Item, Page, RunTally, SourceDocument
 
 __all__ = ["Assembler"]
@@ -185,7 +186,7 @@ class Assembler:
             "size_bytes": int(source.size or 0), "mime": source.mime, "page_count": int(source.page_count),
             "pages_ok": pages_ok, "status": status, "error_code": code, "error_message": message,
             "pipeline_version": __version__, "config_fingerprint": self.fingerprint,
-            "engine": self.config.engine.name, "models": self.models, "run_id": self.run_id,
+            "engine": engine_label(self.config.engine), "models": self.models, "run_id": self.run_id,
             "processed_at": dt.datetime.now(dt.timezone.utc),
             "timings_ms": {"read": read_ms, "decode": decode_ms, "ocr": ocr_ms, "total": read_ms + decode_ms + ocr_ms},
         }
