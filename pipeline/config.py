@@ -330,6 +330,13 @@ class RunnerConfig(_Section):
         "workers, where one batch's CPU work can overlap another's GPU work; on a few shared CPU cores, 2 with "
         "engine.intra_op_threads 1 wastes less of them than 1 x 2, for more memory.",
     )
+    decode_threads: int = Field(
+        1,
+        ge=1,
+        description="Inputs the local runner reads and decodes at once, in threads, ahead of OCR (each holds at "
+        "most batch_pages decoded pages waiting). Results do not depend on it. Raise it where OCR outpaces one "
+        "core's decoding, as on a GPU (4-8); on a few CPU cores OCR needs them.",
+    )
     flush_documents: int = Field(
         64, ge=1, description="Documents buffered before a Parquet file is written (bounds what a crash can lose)."
     )

@@ -54,6 +54,12 @@ def test_bench_compares_folio_with_peers(synth_set, tmp_path):
     assert systems["folio"]["word_f1"] > 0.9
     assert "folio/rapidocr pages_per_s" in report["ratios"]
     assert "| folio |" in md.read_text() and "Machine:" in md.read_text()
+    # where Folio's time went: every part that ran took time, and the engines most of it
+    split = systems["folio"]["time_ms_per_page"]
+    assert all(split[part] > 0 for part in ("decode", "detection", "recognition", "post_processing", "write"))
+    assert split["detection"] + split["recognition"] > split["post_processing"]
+    assert 0.2 < systems["folio"]["cpu_cores_used"] <= 4
+    assert "| folio | " in md.read_text().split("Where the time goes")[1]
 
 
 def test_merge_runs_takes_the_median_timing_and_the_highest_peaks():

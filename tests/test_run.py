@@ -80,6 +80,49 @@ def test_ocr_threads_do_not_change_the_rows(clean_docs, clean_run, tmp_path):
 
     serial, threaded = rows(dest), rows(tmp_path / "threads")
     assert len(threaded) == 4 and threaded == serial
+    code, out = _run(str(clean_docs), str(tmp_path / "ahead"), "--quiet", "--set", "runner.decode_threads=3",
+                     "--set", "detection.batch_pages=4", "--set", "runner.batch_pages=3")
+    assert code == EXIT_OK, out
+    assert rows(tmp_path / "ahead") == serial
+
+
+def test_inputs_decoded_ahead_come_in_order_and_ask_in_order():
+    """Threads decode inputs ahead, but items arrive in the order of the inputs, ``wanted`` is asked in
+    that order (so the first of two inputs with the same bytes is the one read), and an error
+    reaches the consumer in its place."""
+    import time as clock
+
+    from pipeline.runner.local import decoded_ahead
+    from pipeline.types import DocumentRef
+
+    asked = []
+
+    def decode(ref, wanted):
+        n = int(ref.uri.split("-")[1])
+        clock.sleep(0.05 * (5 - n))  # later inputs finish reading first
+        if ref.uri.endswith("unread"):
+            yield ("source", ref.uri)  # a read failure: wanted is never asked
+            return
+        if ref.uri.endswith("boom"):
+            raise RuntimeError("decoder bug")
+        if wanted(ref.uri.split("-")[0], ref.uri):
+            for k in range(6):
+                yield (ref.uri, k)
+        yield ("source", ref.uri)
+
+    def wanted(doc_id, uri):
+        asked.append(uri)
+        return doc_id != "same" or "same" not in [a.split("-")[0] for a in asked[:-1]]
+
+    refs = [DocumentRef(u) for u in ("a-0", "same-1", "b-2-unread", "same-3", "c-4")]
+    got = [item for items in decoded_ahead(refs, decode, wanted, threads=4, depth=2) for item in items]
+    assert asked == ["a-0", "same-1", "same-3", "c-4"]
+    assert got == [*[("a-0", k) for k in range(6)], ("source", "a-0"), *[("same-1", k) for k in range(6)],
+                   ("source", "same-1"), ("source", "b-2-unread"), ("source", "same-3"),
+                   *[("c-4", k) for k in range(6)], ("source", "c-4")]
+    with pytest.raises(RuntimeError, match="decoder bug"):
+        for items in decoded_ahead([DocumentRef("a-0"), DocumentRef("x-1-boom")], decode, wanted, 2, 2):
+            list(items)
 
 
 def test_output_tables_follow_the_contract(clean_docs, clean_run):

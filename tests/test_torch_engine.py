@@ -277,6 +277,13 @@ def test_cuda_half_precision_reads_the_same_text(invoices, tmp_path):
     half = _run(invoices, tmp_path / "cuda", "--engine", "torch", "--set", "engine.device=cuda",
                 "--set", "engine.dtype=float16")
     assert half == onnx_texts
+    # engine.name=auto (the default) on this GPU machine: torch in float16, and the rows say so
+    auto = _run(invoices, tmp_path / "auto", "--set", "detection.batch_pages=8", "--set", "runner.batch_pages=8")
+    assert auto == onnx_texts
+    docs = ds.dataset(tmp_path / "auto" / "documents", partitioning="hive").to_table().to_pylist()
+    gpu = load_config(overrides={"engine.name": "torch", "engine.device": "cuda", "engine.dtype": "float16"},
+                      environ={})
+    assert {(d["engine"], d["config_fingerprint"]) for d in docs} == {("torch/cuda/float16", fingerprint(gpu))}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the refusal on a machine without CUDA")

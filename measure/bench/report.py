@@ -7,6 +7,8 @@ import platform
 import statistics
 from pathlib import Path
 
+from measure.bench.profile import PARTS
+
 __all__ = ["machine_description", "bench_markdown", "update_markdown"]
 
 
@@ -86,6 +88,23 @@ def bench_markdown(report: dict) -> str:
             cells = [f"{by_role[role]:.1f}" if role in by_role else "" for role in roles]
             wall = statistics.median(r["seconds"]) if r.get("seconds") else float("nan")
             lines.append(f"| {r['system']} | {' | '.join(cells)} | {sum(by_role.values()):.1f} | {wall:.1f} |")
+    split = [r for r in report["results"] if r.get("time_ms_per_page")]
+    if split:
+        parts = [p for p in PARTS if any(r["time_ms_per_page"].get(p) for r in split)]
+        lines += ["", "Where the time goes: thread-milliseconds per page by part (parts run in several threads "
+                  "at once, so they can add up to more than the wall time), each part's share of their sum, and "
+                  "the CPU cores the run kept busy (its CPU time over its wall time). Detection and recognition "
+                  "are the engines' calls; post-processing is the rest of the OCR step (resizing, DB boxes, "
+                  "crops, CTC decoding, word boxes).", "",
+                  f"| system | {' | '.join(p.replace('_', '-') for p in parts)} | wall per page | CPU cores |",
+                  "|---|" + "---|" * (len(parts) + 2)]
+        for r in split:
+            ms = r["time_ms_per_page"]
+            total = sum(ms.get(p, 0.0) for p in parts) or 1.0
+            cells = [f"{ms.get(p, 0.0):.1f} ({100 * ms.get(p, 0.0) / total:.0f}%)" for p in parts]
+            wall = statistics.median(r["seconds"]) * 1000 / max(r["pages"], 1) if r.get("seconds") else float("nan")
+            cores = f"{r['cpu_cores_used']:.1f}" if r.get("cpu_cores_used") is not None else "n/a"
+            lines.append(f"| {r['system']} | {' | '.join(cells)} | {wall:.1f} ms | {cores} |")
     for r in report["results"]:
         if r.get("gpu_name"):
             util = r.get("gpu_util_mean_pct")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from measure.bench.profile import RunProfile
 from measure.bench.samplers import GpuSampler, RaySampler, peak_rss_mb
 from measure.datasets import GtPage
 from measure.evaluate import load_page, load_samples
@@ -76,7 +77,12 @@ def run_worker(args: dict) -> dict:
             for doc in cache.values():
                 doc.close()
         # With models_in_run, only the run's own copy of the models is in memory while it is timed.
-        factory = create_page_stage if models_in_run else (lambda c, ready=stage: ready)
+        profile = RunProfile()
+        if models_in_run:
+            def factory(c):
+                return profile.instrument(create_page_stage(c))
+        else:
+            factory = (lambda c, ready=profile.instrument(stage): ready)
         del stage
         files = sorted({s.image_path for s in samples})
         refs = [DocumentRef(str(f)) for f in files]
@@ -84,17 +90,21 @@ def run_worker(args: dict) -> dict:
         if gpu is not None:
             gpu.start()
         cpu: list[float] = []
-        for _ in range(repeat):
-            with tempfile.TemporaryDirectory() as dest:
-                c0, t0 = time.process_time(), time.perf_counter()
-                run(refs, dest, config, force=True, progress=False, stage_factory=factory)
-                times.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-                texts = _texts_from_output(dest)
+        with profile.installed():
+            for _ in range(repeat):
+                with tempfile.TemporaryDirectory() as dest:
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    run(refs, dest, config, force=True, progress=False, stage_factory=factory)
+                    times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
+                    texts = _texts_from_output(dest)
         if gpu is not None:
             result.update(gpu.stop())
         result.update(_runner_scores(samples, texts))
         result["cpu_seconds_by_role"] = {"driver": statistics.median(cpu)}
+        # Cores busy while the run was timed: this process's CPU time over the wall time.
+        result["cpu_cores_used"] = statistics.median(c / t for c, t in zip(cpu, times))
+        result["time_ms_per_page"] = profile.per_page(result["pages"] * repeat)
     else:
         system = make_system(system_name, config)
         cache: dict = {}

@@ -1,7 +1,8 @@
 """The local runner: every stage in this process, the reference every other runner matches.
 
 For each planned input, the decode stage reads, hashes and decodes it (asking
-the assembler whether its pages are wanted); decoded pages are OCR'd by the
+the assembler whether its pages are wanted; with ``runner.decode_threads``
+above 1, that many inputs ahead in threads, :func:`decoded_ahead`); decoded pages are OCR'd by the
 page stage in batches of ``runner.batch_pages`` that span documents (with
 ``runner.ocr_threads`` above 1, that many batches at once in threads sharing
 one copy of the models, while the next pages are decoded; a page's result does
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from pipeline.config import FolioConfig
 from pipeline.stages.assemble import Assembler
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.factory import create_page_stage
-from pipeline.types import DocumentRef, Page, PageImage
+from pipeline.types import DocumentRef, Item, Page, PageImage
 
 __all__ = ["run_local"]
 
@@ -73,9 +76,14 @@ def run_local(
         collect(block_while=threads - 1)
         in_flight.append(pool.submit(stage, batch))
 
+    decode_threads = config.runner.decode_threads
     try:
-        for ref in refs:
-            for item in decode(ref, wanted=assembler.wanted):
+        if decode_threads > 1:
+            documents = decoded_ahead(refs, decode, assembler.wanted, decode_threads, config.runner.batch_pages)
+        else:
+            documents = (decode(ref, wanted=assembler.wanted) for ref in refs)
+        for items in documents:
+            for item in items:
                 if isinstance(item, PageImage):
                     pending.append(item)
                     if len(pending) >= config.runner.batch_pages:
@@ -88,3 +96,89 @@ def run_local(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
+
+
+def decoded_ahead(
+    refs: Sequence[DocumentRef],
+    decode: Callable[..., Iterator[Item]],
+    wanted: Callable[[str, str], bool],
+    threads: int,
+    depth: int,
+) -> Iterator[Iterator[Item]]:
+    """Each input's items, in the order of ``refs``, read and decoded up to ``threads`` inputs ahead in
+    threads.
+
+    A thread holds at most ``depth`` items of its input waiting, so memory stays bounded however many
+    pages a document has. ``wanted`` is asked in the order of ``refs`` (each thread waits for its turn),
+    so which of two inputs with the same bytes is read is what it is without threads.
+    """
+    stop = threading.Event()
+    turns = [threading.Event() for _ in range(len(refs) + 1)]
+    turns[0].set()
+
+    def wait(event: threading.Event) -> bool:
+        while not event.wait(0.1):
+            if stop.is_set():
+                return False
+        return True
+
+    def work(i: int, ref: DocumentRef, out: queue.Queue) -> None:
+        asked = False
+
+        def in_turn(doc_id: str, uri: str) -> bool:
+            nonlocal asked
+            asked = True
+            if not wait(turns[i]):
+                return False
+            try:
+                return wanted(doc_id, uri)
+            finally:
+                turns[i + 1].set()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in decode(ref, wanted=in_turn):
+                if not put(item):
+                    return
+        except BaseException as e:  # noqa: BLE001 - the consumer raises it, in order
+            put(e)
+        finally:
+            if not asked and wait(turns[i]):
+                turns[i + 1].set()
+            put(_END)
+
+    def items(out: queue.Queue) -> Iterator[Item]:
+        while (item := out.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    window: collections.deque[queue.Queue] = collections.deque()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="folio-decode")
+    todo = iter(enumerate(refs))
+    try:
+        for i, ref in todo:
+            window.append(queue.Queue(maxsize=depth))
+            pool.submit(work, i, ref, window[-1])
+            if len(window) >= threads:
+                break
+        while window:
+            yield items(window.popleft())
+            nxt = next(todo, None)
+            if nxt is not None:
+                window.append(queue.Queue(maxsize=depth))
+                pool.submit(work, nxt[0], nxt[1], window[-1])
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
