@@ -21,6 +21,8 @@ from pipeline.cli import (
     parse_overrides,
     set_option,
 )
+from measure.datasets import FORMATS
+from measure.synth import KINDS
 from pipeline.errors import FolioError
 
 __all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo"]
@@ -29,7 +31,8 @@ __all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo"]
 @click.command()
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--pages", type=click.IntRange(min=1), default=6, show_default=True, help="Total pages to write.")
-@click.option("--kind", type=click.Choice(["invoice", "form", "book"]), default="invoice", show_default=True)
+@click.option("--kind", type=click.Choice(list(KINDS)), default="invoice", show_default=True,
+              help="Document kind: invoice, form, book, newspaper (3-4 columns) or journal (2 columns).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--formats", default="png,tiff,pdf", show_default=True, help="Comma list of png, jpeg, tiff, pdf.")
 @click.option("--clean", is_flag=True, help="No scan damage (noise, blur, skew, lighting, bleed-through).")
@@ -70,7 +73,8 @@ def _synth_hostile(dest: str) -> None:
 @click.option("--pages", type=click.IntRange(min=1), default=6, show_default=True)
 def demo(workdir, pages):
     """The main job on the embedded default: a few synthetic scans in a local folder, read by the
-    archive flow on Prefect's embedded server and a local Ray; then how to read the output."""
+    archive flow on Prefect's embedded server and a local Ray into Parquet, ALTO and searchable PDFs;
+    then how to read the output."""
     from flows.archive import archive_flow
     from measure import synth as synth_mod
 
@@ -91,6 +95,8 @@ def demo(workdir, pages):
         f"{t.documents} documents, {t.pages} pages, {t.failed} failed, {report.pages_per_second:.2f} pages/s\n"
         f"Parquet: {dest}/documents and {dest}/pages (runs: {', '.join(report.run_ids)})"
     )
+    for fmt, files in report.exported.items():
+        click.echo(f"{fmt}: {files} files under {dest}/{fmt}/")
     python = Path(sys.executable)
     try:
         python = python.relative_to(Path.cwd())
@@ -111,7 +117,7 @@ def demo(workdir, pages):
 
 
 @click.command("eval")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(["funsd", "sroie", "alto", "lines", "synth"]))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(list(FORMATS)))
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--system", type=click.Choice(["folio", "rapidocr", "tesseract"]), default="folio", show_default=True)
 @config_option
@@ -158,7 +164,8 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
             "per_page": [
                 {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
                  "cer": s.cer, "det_hmean": s.det_hmean if s.det_scored else None,
-                 "word_box_coverage": s.word_box_coverage, "word_boxes_read": s.box_read, "seconds": s.seconds}
+                 "word_box_coverage": s.word_box_coverage, "word_boxes_read": s.box_read,
+                 "order_cer": s.order_errors / s.order_chars if s.order_chars else None, "seconds": s.seconds}
                 for s in scores
             ],
         }
@@ -171,9 +178,10 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
     if summary["word_boxes_read"]:
         boxes = (f" | word boxes {f(summary['word_box_coverage'])} ({summary['word_boxes_covered']} of "
                  f"{summary['word_boxes_read']} words read exactly at IoU >= 0.5)")
+    order = f" | reading-order CER {f(summary['order_cer'])}" if summary.get("order_cer") is not None else ""
     click.echo(
         f"{system} on {fmt} ({summary['pages']} pages): word P {f(summary['word_precision'])} "
-        f"R {f(summary['word_recall'])} F1 {f(summary['word_f1'])} | CER {f(summary['cer'])} | "
+        f"R {f(summary['word_recall'])} F1 {f(summary['word_f1'])} | CER {f(summary['cer'])}{order} | "
         f"det H-mean {f(summary['det_hmean'])}{boxes} | {f(summary['seconds_per_page'])} s/page"
     )
 
@@ -275,10 +283,34 @@ def dewarp_samples(path, config_path, sets, json_out, ocr):
     click.echo(f"dewarp on {len(rows)} photos{f' ({unread} not read)' if unread else ''}: {cer} | {median}")
 
 
+@click.command("bench-export")
+@click.option("--pages", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Pages of the synthetic book (300-dpi A4 scans, 40 lines of 10 words).")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats; the median counts.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["alto", "page", "hocr", "pdf"]),
+              help="Writers to time (repeatable; default all).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the figures here.")
+def bench_export(pages, repeat, formats, json_out):
+    """Time the archive-format writers on one core: pages/s per format, and the searchable PDF of a book."""
+    import json
+
+    from measure.bench.exports import bench_exports
+
+    result = bench_exports(pages, repeat, formats or ("alto", "page", "hocr", "pdf"))
+    core = "one core" if result["one_core"] else "unpinned"
+    for fmt in ("alto", "page", "hocr", "pdf"):
+        if fmt in result:
+            r = result[fmt]
+            click.echo(f"{fmt}: {r['pages_per_s']:.1f} pages/s ({r['seconds']:.2f} s for {pages} pages, {core}, "
+                       f"median of {repeat})")
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2))
+
+
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats; the median counts.")
-@click.option("--format", "fmt", type=click.Choice(["funsd", "sroie", "alto", "lines", "synth"]),
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
               help="Labelled-set format (default: guessed from the layout; a plain folder has no ground truth).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages.")
 @click.option("--systems", default=None, help="Comma list of folio, rapidocr, tesseract, folio-ray "

@@ -16,6 +16,9 @@ Formats (``FORMATS``):
   ``Description/sourceImageInformation/fileName``, falling back to the same stem.
   HTR-United transcription markup is undone: ``~~~`` (a handwritten word) goes to
   ``ignore_words``; a leading ``_`` (underlined) and ``^`` (superscript) are dropped.
+- ``page``: page images with PAGE-XML (any version; ``Page/@imageFilename``, the image
+  beside the XML or in a sibling ``img/``), from ``page/`` where the set has one;
+  regions in the ``ReadingOrder``'s order, line-level ``TextEquiv`` text.
 - ``lines``: line images (``.png``/``.tif``...) beside ``<name>.gt.txt``; one GT
   line covering the whole image (recognition only).
 - ``synth``: Folio's synthetic documents, ``*.json`` with ``doc``, ``file``,
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 
 Polygon = tuple[tuple[float, float], ...]
 
-FORMATS = ("funsd", "sroie", "alto", "lines", "synth")
+FORMATS = ("funsd", "sroie", "alto", "page", "lines", "synth")
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # OCR-D line GT sometimes ships binarised/normalised variants beside the raw image.
@@ -85,6 +88,8 @@ class GtPage:
         ignore_words: tokens left out of scoring (tapuscorpus ``~~~`` marks).
         word_boxes: GT words with their boxes, where the set has them (FUNSD), for scoring
             where a system puts its words.
+        ordered: whether ``lines`` are in the page's reading order (ALTO, PAGE-XML and synthetic
+            pages), so a reading-order score applies.
     """
 
     sample_id: str
@@ -96,6 +101,7 @@ class GtPage:
     words: tuple[str, ...]
     ignore_words: tuple[str, ...] = ()
     word_boxes: tuple[GtLine, ...] = ()
+    ordered: bool = False
 
 
 def read_dataset(fmt: str, path: str | os.PathLike, limit: int | None = None) -> list[GtPage]:
@@ -364,6 +370,78 @@ def _read_alto(root: Path) -> Iterator[GtPage]:
             lines=tuple(lines),
             words=tuple(words),
             ignore_words=tuple(ignored),
+            ordered=True,  # ALTO's TextLines come in reading order
+        )
+
+
+# -- page (PAGE-XML) -----------------------------------------------------------
+
+
+def _page_points(element) -> Polygon | None:
+    coords = next((c for c in element if _local(c.tag) == "Coords"), None)
+    if coords is None:
+        return None
+    try:
+        points = [tuple(float(v) for v in p.split(",")) for p in coords.get("points", "").split()]
+    except ValueError:
+        return None
+    return tuple(points) if len(points) >= 3 else None
+
+
+def _page_text(element) -> str:
+    """The element's own TextEquiv/Unicode (not its words')."""
+    for equiv in (c for c in element if _local(c.tag) == "TextEquiv"):
+        for uni in equiv:
+            if _local(uni.tag) == "Unicode":
+                return " ".join((uni.text or "").split())
+    return ""
+
+
+def _read_page(root: Path) -> Iterator[GtPage]:
+    """PAGE-XML ground truth (any version): regions in the ``ReadingOrder``'s order (those it leaves out
+    after, in document order), each region's lines in document order, line-level text; the image named
+    by ``Page/@imageFilename``, beside the XML or in a sibling ``img``/``images`` folder."""
+    import xml.etree.ElementTree as ET
+
+    # A set with its ground truth in page/ (other folders beside it may hold a peer's output in PAGE
+    # too, as newspapers_nzz's abbyy_server11/ does) is read from there only.
+    gt = root / "page" if (root / "page").is_dir() else root
+    for xml in sorted(gt.rglob("*.xml")):
+        try:
+            doc = ET.parse(xml).getroot()
+        except ET.ParseError as e:
+            log.warning("page: %s is not XML (%s), skipped", xml, e)
+            continue
+        if _local(doc.tag) != "PcGts":
+            continue
+        page = next((e for e in doc if _local(e.tag) == "Page"), None)
+        if page is None:
+            continue
+        name = page.get("imageFilename", "")
+        image = next((d / Path(name).name for d in (xml.parent, xml.parent.parent / "img", xml.parent.parent / "images",
+                                                     xml.parent / "img") if (d / Path(name).name).is_file()), None)
+        if image is None:
+            log.warning("page: no image %r for %s, skipped", name, xml)
+            continue
+        regions = {r.get("id"): r for r in page.iter() if _local(r.tag) == "TextRegion"}
+        order = [(int(ref.get("index", "0")), ref.get("regionRef")) for ref in page.iter()
+                 if _local(ref.tag) == "RegionRefIndexed"]
+        ordered = [rid for _, rid in sorted(order) if rid in regions]
+        ordered += [rid for rid in regions if rid not in ordered]
+        lines = []
+        for rid in ordered:
+            for line in (e for e in regions[rid] if _local(e.tag) == "TextLine"):
+                lines.append(GtLine(_page_text(line), _page_points(line)))
+        width, height = page.get("imageWidth"), page.get("imageHeight")
+        yield GtPage(
+            sample_id=_rel_id(xml, root, ".xml"),
+            image_path=image,
+            page_index=0,
+            width=int(width) if width else None,
+            height=int(height) if height else None,
+            lines=tuple(lines),
+            words=_split_words(line.text for line in lines),
+            ordered=bool(order),
         )
 
 
@@ -433,6 +511,7 @@ def _read_synth(root: Path) -> Iterator[GtPage]:
                         height=int(page["height"]) if page.get("height") is not None else None,
                         lines=lines,
                         words=words,
+                        ordered=True,  # drawn in reading order
                     )
                 )
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
@@ -448,6 +527,7 @@ _READERS = {
     "funsd": _read_funsd,
     "sroie": _read_sroie,
     "alto": _read_alto,
+    "page": _read_page,
     "lines": _read_lines,
     "synth": _read_synth,
 }

@@ -84,8 +84,11 @@ def detect_format(path: str | os.PathLike) -> str | None:
         return "sroie"
     if any(root.rglob("*.gt.txt")):
         return "lines"
-    if any(root.rglob("*.xml")):
-        return "alto"
+    xml = next(root.rglob("*.xml"), None)
+    if xml is not None:
+        with open(xml, "rb") as f:
+            head = f.read(4096)
+        return "page" if b"PcGts" in head else "alto"
     for f in root.glob("*.json"):
         try:
             if "pages" in json.loads(f.read_text()):

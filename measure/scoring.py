@@ -59,6 +59,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+try:
+    from rapidfuzz.distance.Levenshtein import distance as _levenshtein
+except ImportError:  # pragma: no cover - a dependency; the pure-Python loop below gives the same numbers
+    _levenshtein = None
+
 Point = tuple[float, float]
 Polygon = Sequence[Point]
 
@@ -106,9 +111,12 @@ def word_counts(pred_text: str, gt_words: Sequence[str], ignore: Sequence[str] =
 
 
 def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (unit-cost insert, delete, substitute) of two strings."""
+    """Levenshtein distance (unit-cost insert, delete, substitute) of two strings (rapidfuzz's, where
+    it is installed: whole pages of text in reading order are tens of thousands of characters)."""
     if a == b:
         return 0
+    if _levenshtein is not None:
+        return _levenshtein(a, b)
     # Common prefix and suffix never change the distance; OCR lines share most of theirs.
     start = 0
     while start < len(a) and start < len(b) and a[start] == b[start]:
@@ -404,6 +412,9 @@ class PageScore:
             the set's detection figures.
         box_read, box_covered: GT words read exactly, and of those covered by the
             predicted word at IoU >= 0.5 (:func:`word_box_counts`; 0 without GT word boxes).
+        order_errors, order_chars: character edit errors of the whole page text in the system's
+            reading order against the GT lines in the GT's reading order, and the GT's characters
+            (:func:`reading_order_counts`; 0 where the GT gives no order).
     """
 
     sample_id: str
@@ -419,6 +430,8 @@ class PageScore:
     det_scored: bool = True
     box_read: int = 0
     box_covered: int = 0
+    order_errors: int = 0
+    order_chars: int = 0
 
     @property
     def word_box_coverage(self) -> float | None:
@@ -510,6 +523,7 @@ def score_page(
         cer_counts, det = _line_counts(pred_lines, sample.lines, iou_threshold)
         det_scored = True
     box_read, box_covered = word_box_counts(pred_words, sample.word_boxes, iou_threshold)
+    order = reading_order_counts(pred_text, sample) if sample.ordered else (0, 0)
     return PageScore(
         sample_id=sample.sample_id,
         tp=tp,
@@ -524,7 +538,26 @@ def score_page(
         det_scored=det_scored,
         box_read=box_read,
         box_covered=box_covered,
+        order_errors=order[0],
+        order_chars=order[1],
     )
+
+
+def reading_order_counts(pred_text: str, sample: GtPage) -> tuple[int, int]:
+    """Character errors of the page text in reading order: the system's whole page text against the GT
+    lines joined in the GT's order, both after :func:`normalize_text` (so line breaks and spacing do not
+    count, the order of the words does). Ignored GT tokens are left out of both.
+
+    Returns:
+        (edit errors, GT characters).
+    """
+    gt = " ".join(g.text for g in sample.lines if g.text)
+    if sample.ignore_words:
+        drop = set(t for w in sample.ignore_words for t in tokens(w))
+        gt = " ".join(t for t in tokens(gt) if t not in drop)
+        pred_text = " ".join(t for t in tokens(pred_text) if t not in drop)
+    p, g = normalize_text(pred_text), normalize_text(gt)
+    return edit_distance(p, g), len(g)
 
 
 def summarize(scores: Sequence[PageScore]) -> dict:
@@ -540,8 +573,9 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         ``words_pred``, ``words_gt``, ``cer_errors``, ``cer_chars``, ``det_tp``,
         ``det_pred``, ``det_gt``, ``det_pages``; ``word_box_coverage`` (covered over read
         exactly, :func:`word_box_counts`; None when no page has GT word boxes or no word was
-        read) with ``word_boxes_read`` and ``word_boxes_covered``. With no pages, every ratio
-        is None.
+        read) with ``word_boxes_read`` and ``word_boxes_covered``; ``order_cer``, the CER of the page
+        texts in reading order (:func:`reading_order_counts`; None where no page's GT gives an order),
+        with ``order_errors`` and ``order_chars``. With no pages, every ratio is None.
     """
     n = len(scores)
     tp = sum(s.tp for s in scores)
@@ -556,6 +590,8 @@ def summarize(scores: Sequence[PageScore]) -> dict:
     seconds = sum(s.seconds for s in scores)
     box_read = sum(s.box_read for s in scores)
     box_covered = sum(s.box_covered for s in scores)
+    order_errors = sum(s.order_errors for s in scores)
+    order_chars = sum(s.order_chars for s in scores)
     wp, wr, wf = _prf(tp, n_pred, n_gt) if n else (None, None, None)
     dp, dr, df = _prf(dtp, dpred, dgt) if det_pages else (None, None, None)
     return {
@@ -582,4 +618,7 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         "word_box_coverage": box_covered / box_read if box_read else None,
         "word_boxes_read": box_read,
         "word_boxes_covered": box_covered,
+        "order_cer": _ratio_cer(order_errors, order_chars) if order_chars else None,
+        "order_errors": order_errors,
+        "order_chars": order_chars,
     }

@@ -260,6 +260,16 @@ class DewarpConfig(_Section):
     )
 
 
+class LayoutConfig(_Section):
+    reading_order: Literal["columns", "rows"] = Field(
+        "columns",
+        description="How a page's lines are put in reading order: columns (each column top to bottom, "
+        "columns left to right, a full-width headline before its columns; lines crossing a gutter are cut "
+        "there) or rows (the page row by row, across columns, as Folio read before columns). rows keeps the "
+        "fingerprint of rows written before.",
+    )
+
+
 class EngineConfig(_Section):
     name: Literal["auto", "onnxruntime", "torch", "tesseract"] = Field(
         "auto",
@@ -471,7 +481,7 @@ class StorageConfig(_Section):
 
 
 #: Sections whose settings never change the output, left out of the fingerprint.
-_NOT_FINGERPRINTED = {"runner", "output", "storage", "ray", "jobs"}
+_NOT_FINGERPRINTED = {"runner", "output", "storage", "ray", "jobs", "outputs"}
 #: Per section, the settings that never change the output (threads, paths, time limits).
 _FIELDS_NOT_FINGERPRINTED = {
     "engine": {"intra_op_threads", "inter_op_threads", "model_dir", "device", "compile"},
@@ -481,7 +491,7 @@ _FIELDS_NOT_FINGERPRINTED = {
 #: Settings added after rows were first written, with the value that reproduces the output from before
 #: them: at that value they are left out of the fingerprint, so an upgrade does not make every
 #: document stale.
-_ADDED_SETTINGS = {("detection", "size_multiple"): 32}
+_ADDED_SETTINGS = {("detection", "size_multiple"): 32, ("layout", "reading_order"): "rows"}
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},
@@ -500,6 +510,7 @@ class FolioConfig(BaseModel):
     recognition: RecognitionConfig = RecognitionConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     dewarp: DewarpConfig = DewarpConfig()
+    layout: LayoutConfig = LayoutConfig()
     engine: EngineConfig = EngineConfig()
     tesseract: TesseractConfig = TesseractConfig()
     runner: RunnerConfig = RunnerConfig()
@@ -508,6 +519,12 @@ class FolioConfig(BaseModel):
     storage: StorageConfig = StorageConfig()
     jobs: JobsConfig = JobsConfig()
     plugins: PluginsConfig = PluginsConfig()
+    outputs: tuple[Literal["alto", "page", "hocr", "pdf", "txt"], ...] = Field(
+        (),
+        description="Archive formats the archive and reprocess flows write beside the Parquet, under "
+        "<dest>/<format>/, for the documents of each run (what `folio export` writes). The Parquet does not "
+        "depend on it.",
+    )
 
     def output_settings(self, engine: str, dtype: str | None = None) -> dict[str, Any]:
         """Every setting that can change the output, as plain data (what the run's fingerprint hashes).
@@ -539,6 +556,8 @@ class FolioConfig(BaseModel):
         for (section, key), before in _ADDED_SETTINGS.items():
             if section in data and data[section].get(key, before) == before:  # as before the setting existed
                 data[section].pop(key, None)
+                if not data[section]:  # a section that is all new settings at their old values
+                    data.pop(section)
         return data
 
 
@@ -636,8 +655,13 @@ def to_yaml(config: FolioConfig, header: str = "") -> str:
     import textwrap
 
     lines = [header.rstrip("\n"), ""] if header else []
-    for name in type(config).model_fields:
+    for name, info in type(config).model_fields.items():
         section = getattr(config, name)
+        if not isinstance(section, BaseModel):  # a top-level setting
+            for chunk in textwrap.wrap(info.description or "", 100):
+                lines.append(f"# {chunk}")
+            lines += [f"{name}: {yaml.safe_dump(list(section), default_flow_style=True).strip()}", ""]
+            continue
         lines.append(f"{name}:")
         for field_name, info in type(section).model_fields.items():
             for chunk in textwrap.wrap(info.description or "", 100):

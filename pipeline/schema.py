@@ -17,7 +17,7 @@ from pipeline.types import Block, Dewarp, Line, Page, PageTimings, Polygon, Word
 __all__ = ["SCHEMA_VERSION", "POLYGON", "WORD", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN", "page_row",
            "page_from_row"]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 #: Hive partition key of both tables (``run_date=YYYY-MM-DD`` folders).
 PARTITION_COLUMN = "run_date"
@@ -39,6 +39,7 @@ LINE = pa.struct(
         pa.field("confidence", pa.float32()),
         pa.field("polygon", POLYGON),
         pa.field("block_index", pa.int32()),
+        pa.field("block_kind", pa.string()),
         pa.field("line_index", pa.int32()),
         pa.field("words", pa.list_(WORD)),
     ]
@@ -140,7 +141,7 @@ def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
     lines = [
         {
             "text": line.text, "confidence": float(line.confidence), "polygon": _polygon(line.polygon),
-            "block_index": block_index, "line_index": line_index,
+            "block_index": block_index, "block_kind": page.blocks[block_index].kind, "line_index": line_index,
             "words": [{"text": w.text, "confidence": float(w.confidence), "polygon": _polygon(w.polygon)}
                       for w in line.words],
         }
@@ -164,10 +165,12 @@ def page_from_row(row: dict, key: str | None = None) -> Page:
     Rows written before words existed (schema version 1) give lines without words.
     """
     blocks: list[list[Line]] = []
+    kinds: dict[int, str] = {}
     for line in sorted(row.get("lines") or [], key=lambda r: (r.get("line_index") or 0)):
         b = int(line.get("block_index") or 0)
         while len(blocks) <= b:
             blocks.append([])
+        kinds.setdefault(b, line.get("block_kind") or "text")
         words = tuple(Word(w["text"], float(w["confidence"]), _tuple_polygon(w["polygon"]))
                       for w in (line.get("words") or []))
         blocks[b].append(Line(line["text"], float(line["confidence"]), _tuple_polygon(line["polygon"]), words))
@@ -177,7 +180,8 @@ def page_from_row(row: dict, key: str | None = None) -> Page:
         width=row.get("width") or 0, height=row.get("height") or 0, dpi=row.get("dpi"),
         dewarp=Dewarp(int(row.get("rotation") or 0), float(row.get("skew_deg") or 0.0),
                       _tuple_polygon(row.get("quad")), bool(row.get("curl_corrected"))),
-        blocks=tuple(Block(tuple(lines)) for lines in blocks if lines), text=row.get("text") or "",
+        blocks=tuple(Block(tuple(lines), kinds[b]) for b, lines in enumerate(blocks) if lines),
+        text=row.get("text") or "",
         status=row["status"], error_code=row.get("error_code"), error_message=row.get("error_message"),
         timings=PageTimings(timings.get("decode"), None, timings.get("detect"), timings.get("recognize")),
     )

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = [
+    "BLOCK_KINDS",
     "Polygon",
     "DocumentRef",
     "Word",
@@ -114,14 +115,19 @@ class Line:
     words: tuple[Word, ...] = ()
 
 
+#: What a block can be: body text, a heading (a block of few lines much taller than the page's
+#: text), a running header or footer, a page number, and marginalia (notes in a margin beside the
+#: text; the layout stage does not find them yet, imported ground truth may have them).
+BLOCK_KINDS = ("text", "heading", "header", "footer", "page-number", "marginalia")
+
+
 @dataclass(frozen=True)
 class Block:
     """Lines that belong together (a paragraph, a column), in reading order.
 
     Attributes:
         lines: the block's lines in reading order.
-        kind: ``text`` (what layout analysis gives today; headers, footers and marginalia
-            get their own kinds as layout learns them).
+        kind: what the block is, one of :data:`BLOCK_KINDS`.
     """
 
     lines: tuple[Line, ...]

@@ -138,7 +138,8 @@ def test_fixture_gt_scores_perfectly_against_itself(fmt):
 
 # -- the real development sets (absent on a user's clone) ---------------------
 
-REAL = [("funsd", "funsd", 149), ("sroie", "sroie", 80), ("alto", "tapuscorpus", 39), ("lines", "lines", 363)]
+REAL = [("funsd", "funsd", 149), ("sroie", "sroie", 80), ("alto", "tapuscorpus", 39), ("lines", "lines", 363),
+        ("page", "newspapers_nzz", 16)]
 
 
 @pytest.mark.skipif(not EVAL_DIR.is_dir(), reason=f"{EVAL_DIR} not present")
@@ -155,3 +156,16 @@ def test_real_sets_read_and_self_score(fmt, folder, count):
     out = summarize(scores)
     assert out["word_f1"] == 1.0 and out["cer"] == 0.0
     assert out["det_hmean"] in (1.0, None)
+
+
+def test_page_xml_lines_come_in_the_reading_order_with_line_level_text():
+    [sample] = read_dataset("page", FIXTURES / "page")
+    assert [line.text for line in sample.lines] == ["left column first line", "left column second line",
+                                                    "right column first line"]
+    assert sample.ordered and "uncorrected" not in sample.words  # the line's text, not its words'
+    from measure.scoring import reading_order_counts
+
+    assert reading_order_counts("left column first line\nleft column second line right column first line",
+                                sample) == (0, len("left column first line left column second line right column first line"))
+    errors, _ = reading_order_counts("left column first line right column first line left column second line", sample)
+    assert errors > 10  # the columns interleaved

@@ -11,7 +11,7 @@ from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreproce
 from pipeline.imaging.geometry import crop_quad
 from pipeline.models.recognition import CTCDecoder, plan_buckets
 from pipeline.stages.layout import order_lines
-from pipeline.types import Line, PageImage
+from pipeline.types import Line, PageImage, Word
 
 
 def _read(readings) -> list[tuple[str, float]]:
@@ -730,3 +730,67 @@ def test_pages_padded_to_a_size_multiple_share_a_shape():
     assert fingerprint(FolioConfig(detection=DetectionConfig(size_multiple=32)), fake_models(**models)) == base
     assert fingerprint(FolioConfig(detection=DetectionConfig(size_multiple=128)), fake_models(**models)) != base
     assert fingerprint(FolioConfig(detection=DetectionConfig(batch_pages=4)), fake_models(**models)) == base
+
+
+def _column_page(columns=3, rows=12, headline=True):
+    """Lines of a newspaper page: a running header with a page number, a full-width headline, and
+    ``columns`` columns of ``rows`` lines each, every column's lines on the same baselines."""
+    lines = [_line("THE DAILY TIMES", 0.9, 40, 20, 300, 40), _line("7", 0.9, 1150, 20, 1165, 40)]
+    if headline:
+        lines.append(_line("Council votes on the new bridge", 0.9, 40, 80, 1160, 140))
+    width = (1120 - 40 * (columns - 1)) / columns
+    for c in range(columns):
+        x0 = 40 + c * (width + 40)
+        for r in range(rows):
+            y0 = 180 + r * 30
+            lines.append(_line(f"c{c}r{r} words of running text here", 0.9, x0, y0, x0 + width, y0 + 20))
+    return lines
+
+
+def test_reading_order_reads_each_column_to_its_end_before_the_next():
+    import random
+
+    lines = _column_page()
+    shuffled = lines[:]
+    random.Random(3).shuffle(shuffled)
+    blocks, text = order_lines(shuffled, page_height=1600)
+    order = [l.text for b in blocks for l in b.lines]
+    assert order == [l.text for l in lines]  # header, page number, headline, column 0, 1, 2
+    assert [b.kind for b in blocks] == ["header", "page-number", "heading", "text", "text", "text"]
+    assert text.split("\n\n")[2] == "Council votes on the new bridge"
+    assert "c0r0" in text.split("\n\n")[3] and "c1r0" not in text.split("\n\n")[3]
+    # the same page read row by row interleaves the columns, as Folio did before
+    rows_text = order_lines(shuffled, page_height=1600, reading_order="rows")[1]
+    assert "c0r0 words of running text here c1r0" in rows_text
+
+
+def test_a_line_that_crosses_a_gutter_is_cut_between_its_words():
+    lines = _column_page(columns=2, headline=False)
+    r5 = [i for i, l in enumerate(lines) if l.text.startswith("c0r5")][0]
+    c1r5 = [i for i, l in enumerate(lines) if l.text.startswith("c1r5")][0]
+    left, right = lines[r5], lines[c1r5]
+    words = []
+    for line in (left, right):  # the detector saw the two columns' lines as one
+        x0, y0 = line.polygon[0]
+        x1, y1 = line.polygon[2]
+        parts = line.text.split()
+        step = (x1 - x0) / len(parts)
+        words += [Word(w, 0.9, tuple((float(x), float(y)) for x, y in _quad(x0 + k * step, y0, x0 + (k + 1) * step - 8, y1)))
+                  for k, w in enumerate(parts)]
+    merged = Line(left.text + " " + right.text, 0.9, tuple((float(x), float(y)) for x, y in _quad(
+        left.polygon[0][0], left.polygon[0][1], right.polygon[2][0], right.polygon[2][1])), tuple(words))
+    page_lines = [l for i, l in enumerate(lines) if i not in (r5, c1r5)] + [merged]
+    blocks, text = order_lines(page_lines, page_height=1600)
+    order = [l.text for b in blocks for l in b.lines]
+    assert order.index(left.text) < order.index("c0r6 words of running text here") < order.index(right.text)
+    assert left.text + " " + right.text not in text
+
+
+def test_a_form_of_labels_and_values_is_read_row_by_row():
+    labels = ["Name:", "Date:", "Phone:", "Account:"]
+    values = ["John Smith", "12 March 1988", "555 0100", "4471-22"]
+    lines = []
+    for r, (label, value) in enumerate(zip(labels, values)):
+        lines += [_line(label, 0.9, 40, 100 + 40 * r, 140, 120 + 40 * r), _line(value, 0.9, 400, 100 + 40 * r, 600, 120 + 40 * r)]
+    text = order_lines(lines, page_height=1000)[1]
+    assert text.splitlines()[:2] == ["Name: John Smith", "Date: 12 March 1988"]

@@ -117,7 +117,8 @@ def create_page_stage(config: FolioConfig) -> Callable[[Sequence[PageImage]], li
         from pipeline.stages.tesseract import TesseractStage
 
         tesseract = TesseractStage(config)
-        return PageStage([("tesseract", tesseract), ("layout", LayoutStage())], tesseract.models)
+        return PageStage([("tesseract", tesseract), ("layout", LayoutStage(config.layout.reading_order))],
+                         tesseract.models)
     if name in ("onnxruntime", "torch", "auto"):
         from pipeline.models.bundle import OcrModels
         from pipeline.stages.dewarp import DewarpStage
@@ -128,7 +129,7 @@ def create_page_stage(config: FolioConfig) -> Callable[[Sequence[PageImage]], li
         steps: list[tuple[str, Step]] = []
         if config.dewarp.enabled:
             steps.append(("dewarp", DewarpStage(config, models)))
-        steps += [("ocr", OcrStage(config, models)), ("layout", LayoutStage())]
+        steps += [("ocr", OcrStage(config, models)), ("layout", LayoutStage(config.layout.reading_order))]
         return PageStage(steps, models.files)
     raise ConfigError(f"unknown engine {name!r}")
 
