@@ -12,7 +12,16 @@ from typing import Any, Literal
 
 from prefect import flow
 
-from flows.common import FlowReport, JobParams, check_error_rate, plan_task, prepare, publish_report, run_shards
+from flows.common import (
+    FlowReport,
+    JobParams,
+    check_error_rate,
+    export_task,
+    plan_task,
+    prepare,
+    publish_report,
+    run_shards,
+)
 
 __all__ = ["archive_flow"]
 
@@ -45,6 +54,7 @@ def archive_flow(
     refs, done = plan_task(params.source, params.dest, cfg, fingerprint, params.exclude)
     report = run_shards("archive", refs, params, cfg, fingerprint)
     report.already_done = done
+    report = export_task(report, cfg, params.source)
     publish_report(report, cfg, key="folio-archive")
     check_error_rate(report, cfg)
     return report

@@ -214,6 +214,8 @@ class FlowReport(BaseModel):
     not_started: int = 0
     selection: str | None = None
     tally: RunTally = Field(default_factory=RunTally)
+    exported: dict[str, int] = Field(default_factory=dict)  # files written per export format
+    not_exported: list[str] = Field(default_factory=list)  # documents with no export, and why
 
     @property
     def pages_per_second(self) -> float:
@@ -265,6 +267,23 @@ def run_shards(
     return report
 
 
+@task(name="export", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def export_task(report: FlowReport, config: FolioConfig, source: str | None = None) -> FlowReport:
+    """Write ``config.outputs`` (ALTO, PDF, ...) of the documents this flow run wrote under
+    ``<dest>/<format>/``, named after their paths below ``source``; counts go to the report."""
+    if not config.outputs or not report.batch_id:
+        return report
+    from pipeline.output.exports.export import export
+
+    result = export(report.dest, report.dest, config.outputs, run_ids=[report.batch_id], relative_to=source,
+                    storage_config=config.storage)
+    report.exported = dict(result.files)
+    report.not_exported = [f"{uri}: {why}" for uri, why in result.failed]
+    get_run_logger().info("exported %d documents (%s) under %s; %d not", result.documents,
+                          ", ".join(f"{n} {fmt}" for fmt, n in result.files.items()), report.dest, len(result.failed))
+    return report
+
+
 def collect(report: FlowReport, config: FolioConfig) -> FlowReport:
     """Fill the report's tally from the Parquet its runs wrote (so the artifact cannot disagree with it)."""
     prefixes = [report.batch_id] if report.batch_id else []
@@ -298,6 +317,9 @@ def report_markdown(report: FlowReport) -> str:
     ]
     if report.selection:
         lines.append(f"| selection | {report.selection} |")
+    if report.exported:
+        lines.append(f"| exports | {', '.join(f'{n} {fmt}' for fmt, n in report.exported.items())} "
+                     f"(`{report.dest}/<format>/`); {len(report.not_exported)} documents not exported |")
     lines += ["", "## Errors by code", ""]
     if t.errors_by_code:
         lines += ["| error_code | documents |", "|---|---|"]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import FlowReport, JobParams, check_error_rate, prepare, publish_report, run_shards
+from flows.common import FlowReport, JobParams, check_error_rate, export_task, prepare, publish_report, run_shards
 from pipeline.output.catalog import Selection, select_documents
 
 __all__ = ["reprocess_flow"]
@@ -83,6 +83,7 @@ def reprocess_flow(
                           len(selected.refs), selection.describe())
     report = run_shards("reprocess", selected.refs, params, cfg, fingerprint, redo=True)
     report.selection = selection.describe()
+    report = export_task(report, cfg, None)
     publish_report(report, cfg, key="folio-reprocess")
     check_error_rate(report, cfg)
     return report

@@ -157,6 +157,57 @@ def run(src, dest, config_path, engine, force, quiet, exclude, runner, address, 
     sys.exit(EXIT_DOCUMENTS_FAILED if summary.failed else EXIT_OK)
 
 
+@main.command("export")
+@click.argument("src")
+@click.argument("dest")
+@click.option("--format", "formats", multiple=True, required=True,
+              type=click.Choice(["alto", "page", "hocr", "pdf", "txt"]),
+              help="What to write (repeatable): alto (ALTO 4.4, a file per page), page (PAGE-XML 2019, a file per "
+              "page), hocr, pdf (the source's pages with an invisible text layer, PDF/A-2b) or txt.")
+@click.option("--doc-id", "doc_ids", multiple=True, help="Only this document (repeatable).")
+@click.option("--source-prefix", help="Only documents whose source URI starts with this.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or after (UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or before (UTC).")
+@click.option("--fingerprint", "fingerprints", multiple=True, help="Only documents with this config fingerprint.")
+@click.option("--below-confidence", type=float, help="Only documents with a lower mean line confidence.")
+@click.option("--run-id", "run_ids", multiple=True, help="Only what this run (or run id prefix) wrote (repeatable).")
+@click.option("--relative-to", help="Name exports after the source's path below this prefix (default: the folder "
+              "the exported sources share).")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def export_cmd(src, dest, formats, doc_ids, source_prefix, since, until, fingerprints, below_confidence, run_ids,
+               relative_to, quiet):
+    """Write ALTO, PAGE-XML, hOCR, searchable PDF or text of the documents under the Folio output SRC into
+    DEST/<format>/ (each document's newest rows). Error documents export nothing and are listed."""
+    from pipeline.output.catalog import Selection
+    from pipeline.output.exports.export import export
+
+    if "://" not in src and not Path(src).is_dir():
+        raise click.UsageError(f"SRC {src!r} is not a folder holding a Folio output")
+    selection = Selection(doc_ids=tuple(doc_ids), source_prefix=source_prefix, since=since.date() if since else None,
+                          until=until.date() if until else None, fingerprints=tuple(fingerprints),
+                          below_confidence=below_confidence)
+    from tqdm import tqdm
+
+    bar = tqdm(desc="export", unit="doc", disable=quiet, file=sys.stderr)
+    try:
+        report = export(src, dest, formats, selection=selection, run_ids=run_ids or None, relative_to=relative_to,
+                        storage_config=load_cli_config(None, ()).storage, on_document=lambda report: bar.update(1))
+    except FolioError as e:
+        click.echo(f"folio: export failed ({e.code}): {e.message}", err=True)
+        sys.exit(EXIT_FATAL)
+    finally:
+        bar.close()
+    for uri, why in report.failed:
+        click.echo(f"not exported: {uri}: {why}", err=True)
+    for uri, pages in report.partial:
+        click.echo(f"pages not exported: {uri}: {', '.join(str(p) for p in pages)}", err=True)
+    if not quiet:
+        files = ", ".join(f"{n} {fmt}" for fmt, n in report.files.items())
+        click.echo(f"folio: {report.documents} documents exported ({files}), {len(report.failed)} not, "
+                   f"in {report.seconds:.1f} s -> {dest}", err=True)
+    sys.exit(EXIT_DOCUMENTS_FAILED if report.failed or report.partial else EXIT_OK)
+
+
 @main.command("config")
 @config_option
 @set_option
