@@ -305,4 +305,11 @@ def test_demo_runs_the_archive_flow_and_says_how_to_read_the_output(harness, clu
     assert result.exit_code == 0, result.output
     assert "3 documents, 3 pages, 0 failed" in result.output
     assert "read_parquet(" in result.output and "partitioning='hive'" in result.output
-    assert len(read_rows(tmp_path / "demo" / "output", "pages")) == 3
+    out = tmp_path / "demo" / "output"
+    assert len(read_rows(out, "pages")) == 3
+    # configs/archive.yaml's outputs: ALTO per page and a searchable PDF per document, named after the scans
+    scans = sorted(p.relative_to(tmp_path / "demo" / "scans").with_suffix("")
+                   for p in (tmp_path / "demo" / "scans").rglob("*") if p.suffix in (".png", ".tif", ".pdf", ".jpg"))
+    assert sorted(p.relative_to(out / "pdf").with_suffix("") for p in (out / "pdf").rglob("*.pdf")) == scans
+    assert len(list((out / "alto").rglob("*.xml"))) == 3
+    assert "alto: 3 files" in result.output and "pdf: 3 files" in result.output
