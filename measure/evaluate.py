@@ -114,3 +114,24 @@ def load_samples(path: str, fmt: str | None, limit: int | None) -> list[GtPage]:
             samples.extend(GtPage(f"{ref.uri}#{i}", Path(ref.uri), i, None, None, (), ()) for i in range(n))
         return samples[:limit] if limit else samples
     return read_dataset(fmt, path, limit)
+
+
+def evaluate_layout(samples: Sequence[GtPage], config: FolioConfig) -> tuple[dict, list[PageScore]]:
+    """Folio's layout stage on each sample's own ground-truth lines (their boxes and text, no OCR):
+    the reading-order CER then measures the order alone (``folio eval ... --system gt-lines``)."""
+    from pipeline.stages.layout import order_lines
+    from pipeline.types import Line
+
+    scores = []
+    for sample in samples:
+        lines = []
+        for g in sample.lines:
+            if g.text and g.polygon:
+                xs, ys = [p[0] for p in g.polygon], [p[1] for p in g.polygon]
+                box = ((min(xs), min(ys)), (max(xs), min(ys)), (max(xs), max(ys)), (min(xs), max(ys)))
+                lines.append(Line(g.text, 1.0, tuple((float(x), float(y)) for x, y in box)))
+        t0 = time.perf_counter()
+        blocks, text = order_lines(lines, sample.height, config.layout.reading_order)
+        pred = [(line.polygon, line.text) for block in blocks for line in block.lines]
+        scores.append(score_page(sample, pred, text, time.perf_counter() - t0))
+    return summarize(scores), scores

@@ -160,12 +160,12 @@ def test_real_sets_read_and_self_score(fmt, folder, count):
 
 def test_page_xml_lines_come_in_the_reading_order_with_line_level_text():
     [sample] = read_dataset("page", FIXTURES / "page")
-    assert [line.text for line in sample.lines] == ["left column first line", "left column second line",
-                                                    "right column first line"]
+    left = [f"left column line {k} of the story" for k in (1, 2, 3)]
+    right = [f"right column line {k} of the story" for k in (1, 2, 3)]
+    assert [line.text for line in sample.lines] == left + right  # the ReadingOrder's, not the file's order
     assert sample.ordered and "uncorrected" not in sample.words  # the line's text, not its words'
     from measure.scoring import reading_order_counts
 
-    assert reading_order_counts("left column first line\nleft column second line right column first line",
-                                sample) == (0, len("left column first line left column second line right column first line"))
-    errors, _ = reading_order_counts("left column first line right column first line left column second line", sample)
+    assert reading_order_counts("\n".join(left + right), sample)[0] == 0
+    errors, _ = reading_order_counts(" ".join(a + " " + b for a, b in zip(left, right)), sample)
     assert errors > 10  # the columns interleaved

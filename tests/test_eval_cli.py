@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -151,3 +152,16 @@ def test_the_null_stage_runs_the_pipeline_without_reading(synth_set, tmp_path):
         assert [line["line_index"] for line in page["lines"]] == list(range(40))
         assert all(0 <= y <= page["height"] for line in page["lines"] for _, y in line["polygon"])
         assert page["text"].splitlines()[0] == "line 0 of a page the null stage did not read"
+
+
+def test_eval_scores_the_reading_order_of_the_ground_truths_own_lines():
+    """--system gt-lines: no OCR, Folio's layout on the ground truth's lines; the PAGE fixture's two
+    columns come out in its reading order (the right column's region comes first in the file)."""
+    fixture = Path(__file__).parent / "fixtures" / "eval" / "page"
+    result = CliRunner().invoke(main, ["eval", "page", str(fixture), "--system", "gt-lines", "--quiet"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "F1 1.000" in result.output and "reading-order CER 0.000" in result.output
+    rows = CliRunner().invoke(main, ["eval", "page", str(fixture), "--system", "gt-lines", "--quiet", "--set",
+                                     "layout.reading_order=rows"], catch_exceptions=False)
+    assert "reading-order CER 0.000" not in rows.output  # row by row interleaves the two columns
