@@ -89,3 +89,23 @@ def test_export_names_keep_the_sources_layout():
     assert export_names("s3://b/scans/2024/a.tif", "s3://b/scans") == "2024/a"
     assert export_names("/data/in/x.png", "/data/in/") == "x"
     assert export_names("/elsewhere/y.pdf", "/data/in") == "y"
+
+
+def test_export_reads_and_writes_object_storage(output, s3_endpoint):
+    """A Folio output in S3 (moto in server mode, through boto3) exported to S3: the same files."""
+    boto3 = pytest.importorskip("boto3")
+    _, dest = output
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="archive")
+    for f in dest.rglob("*"):
+        if f.is_file():
+            s3.upload_file(str(f), "archive", f"out/{f.relative_to(dest).as_posix()}")
+    result = CliRunner().invoke(main, ["export", "s3://archive/out", "s3://archive/exports", "--format", "alto",
+                                       "--format", "pdf", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == EXIT_DOCUMENTS_FAILED  # broken.png, listed
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="archive", Prefix="exports/")["Contents"])
+    docs = [d for d in read_table(str(dest), "documents").to_pylist() if d["status"] == "ok"]
+    assert sum(k.startswith("exports/pdf/") for k in keys) == len(docs)
+    assert sum(k.startswith("exports/alto/") for k in keys) == sum(d["page_count"] for d in docs)
+    pdf = s3.get_object(Bucket="archive", Key=next(k for k in keys if k.endswith(".pdf")))["Body"].read()
+    assert pdf.startswith(b"%PDF-")
