@@ -305,7 +305,7 @@ def bench_export(pages, repeat, formats, json_out):
 
     result = bench_exports(pages, repeat, formats or ("alto", "page", "hocr", "pdf"))
     core = "one core" if result["one_core"] else "unpinned"
-    for fmt in ("alto", "page", "hocr", "pdf"):
+    for fmt in ("alto", "alto_from_parquet", "page", "hocr", "pdf"):
         if fmt in result:
             r = result[fmt]
             click.echo(f"{fmt}: {r['pages_per_s']:.1f} pages/s ({r['seconds']:.2f} s for {pages} pages, {core}, "

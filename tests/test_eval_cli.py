@@ -165,3 +165,14 @@ def test_eval_scores_the_reading_order_of_the_ground_truths_own_lines():
     rows = CliRunner().invoke(main, ["eval", "page", str(fixture), "--system", "gt-lines", "--quiet", "--set",
                                      "layout.reading_order=rows"], catch_exceptions=False)
     assert "reading-order CER 0.000" not in rows.output  # row by row interleaves the two columns
+
+
+def test_bench_export_times_each_writer_and_alto_from_parquet(tmp_path):
+    out = tmp_path / "export.json"
+    result = CliRunner().invoke(main, ["bench-export", "--pages", "3", "--repeat", "1", "--json", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["pages"] == 3
+    for fmt in ("alto", "alto_from_parquet", "page", "hocr", "pdf"):
+        assert report[fmt]["pages_per_s"] > 0 and f"{fmt}:" in result.output

@@ -4,8 +4,9 @@ A synthetic book stands in for a Folio output: ``pages`` pages of a 300-dpi A4 s
 px, one JPEG image per page of a PDF, the way scanners write books) with ``lines`` lines of ``words``
 words each on every page, every word with its box. The writers of :mod:`pipeline.output.exports`
 run on it in this process, pinned to one core where the OS allows: ALTO, PAGE-XML and hOCR per
-page, and the searchable PDF of the whole book. Figures are pages per second of wall time on that
-core, the median of ``repeat`` runs (the PDF: seconds for the book).
+page, the searchable PDF of the whole book, and ALTO the whole way from the book's Parquet rows
+(``folio export``'s path: read the rows back, rebuild the pages, write the files). Figures are pages
+per second of wall time on that core, the median of ``repeat`` runs.
 """
 
 from __future__ import annotations
@@ -67,20 +68,42 @@ def synthetic_book(pages: int, lines: int = 40, words: int = 10, seed: int = 0):
 
 
 def bench_exports(pages: int = 300, repeat: int = 3, formats=("alto", "page", "hocr", "pdf")) -> dict:
-    """Time each writer on :func:`synthetic_book` on one core; see the module docstring."""
+    """Time each writer on :func:`synthetic_book` on one core (this process is pinned to it meanwhile);
+    see the module docstring."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
+    if cores is not None:
+        os.sched_setaffinity(0, {min(cores)})
+    try:
+        return _bench(pages, repeat, formats, pinned=cores is not None)
+    finally:
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+
+
+def _bench(pages: int, repeat: int, formats, pinned: bool) -> dict:
     from pipeline.output.exports.alto import alto
     from pipeline.output.exports.hocr import hocr
     from pipeline.output.exports.pagexml import page_xml
 
-    pinned = False
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        pinned = True
     doc, pdf = synthetic_book(pages)
     result: dict = {"pages": pages, "one_core": pinned, "lines_per_page": 40, "words_per_line": 10}
     per_page = {"alto": lambda: [alto(doc, p) for p in doc.pages],
                 "page": lambda: [page_xml(doc, p) for p in doc.pages],
                 "hocr": lambda: hocr(doc)}
+    if "alto" in formats:  # the whole way: the book's rows read back from Parquet, then ALTO files written
+        import tempfile
+
+        from pipeline.output.exports.export import export
+
+        with tempfile.TemporaryDirectory() as root:
+            src = _write_parquet(doc, os.path.join(root, "out"))
+            times = []
+            for k in range(repeat):
+                t0 = time.perf_counter()
+                export(src, os.path.join(root, f"exports{k}"), ["alto"])
+                times.append(time.perf_counter() - t0)
+        seconds = statistics.median(times)
+        result["alto_from_parquet"] = {"seconds": seconds, "pages_per_s": pages / seconds, "runs": times}
     for fmt in formats:
         if fmt == "pdf":
             from pipeline.output.exports.pdf import searchable_pdf
@@ -96,3 +119,16 @@ def bench_exports(pages: int = 300, repeat: int = 3, formats=("alto", "page", "h
         seconds = statistics.median(times)
         result[fmt] = {"seconds": seconds, "pages_per_s": pages / seconds, "runs": times}
     return result
+
+
+def _write_parquet(doc, dest: str) -> str:
+    """The book as a Folio output: its ``documents`` row and ``pages`` rows under ``dest``."""
+    from pipeline.output.parquet import DatasetWriter
+
+    row = {"doc_id": doc.doc_id, "source_uri": doc.source_uri, "source_etag": None, "size_bytes": 0,
+           "mime": doc.mime, "page_count": len(doc.pages), "pages_ok": len(doc.pages), "status": "ok",
+           "error_code": None, "error_message": None, "pipeline_version": doc.pipeline_version,
+           "config_fingerprint": doc.config_fingerprint, "engine": doc.engine, "models": list(doc.models),
+           "run_id": doc.run_id, "processed_at": doc.processed_at, "timings_ms": None}
+    DatasetWriter(dest, doc.run_id).write_shard(0, [row], list(doc.pages), doc.config_fingerprint)
+    return dest
