@@ -172,6 +172,8 @@ def resolve_engine(config, cuda: bool | None = None):
         config: a :class:`~pipeline.config.FolioConfig`.
         cuda: whether the OCR workers have a CUDA device, when known.
     """
+    from pipeline.models.torch_engine import resolve_dtype  # imports no torch
+
     engine = config.engine
     if engine.name not in ("auto", "torch"):
         return config
@@ -191,7 +193,7 @@ def resolve_engine(config, cuda: bool | None = None):
     if name == "torch":
         device = engine.device if engine.device != "auto" else ("cuda" if cuda else "cpu")
         update["device"] = device
-        update["dtype"] = engine.dtype or ("float16" if device.startswith("cuda") else "float32")
+        update["dtype"] = resolve_dtype(engine, device)
     return config.model_copy(update={"engine": engine.model_copy(update=update)})
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import FolioConfig
+from pipeline.config import FolioConfig, RayConfig
 from pipeline.errors import ClusterUnavailable, ConfigError, WorkerLost
 from pipeline.models.engine import resolve_engine
 from pipeline.stages.assemble import Assembler
@@ -185,6 +185,13 @@ def _refused(address: str, timeout_s: float, token: str | None, error: Exception
     return f"the Ray cluster at {address} did not let this process in within {timeout_s:g} s ({why}); {hint}"
 
 
+def _actor_gpus(ray, rc: RayConfig) -> float:
+    """GPUs per OCR actor: ``ray.ocr_num_gpus``, or where it is null 1 when the cluster has GPUs now, else 0."""
+    if rc.ocr_num_gpus is not None:
+        return rc.ocr_num_gpus
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
 def connect(config: FolioConfig, address: str | None = None) -> tuple[FolioConfig, str]:
     """Connect to the run's cluster (:func:`ray_init`) and settle what the OCR actors compute on.
 
@@ -204,9 +211,8 @@ def connect(config: FolioConfig, address: str | None = None) -> tuple[FolioConfi
     """
     ray = _ray()
     said = ray_init(address or config.ray.address, connect_timeout_s=config.ray.connect_timeout_s)
-    gpus = config.ray.ocr_num_gpus
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    gpus = _actor_gpus(ray, config.ray)
+    if config.ray.ocr_num_gpus is None:
         config = config.model_copy(update={"ray": config.ray.model_copy(update={"ocr_num_gpus": gpus})})
     config = resolve_engine(config, cuda=gpus > 0)
     if gpus > 0 and config.engine.name == "onnxruntime":
@@ -492,9 +498,7 @@ def run_ray(
     ctx.enable_progress_bars = False  # the driver's own bar counts documents, pages and errors
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     rc = config.ray
-    gpus = rc.ocr_num_gpus
-    if gpus is None:  # connect() settles it; a caller that connected otherwise gets the same rule
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    gpus = _actor_gpus(ray, rc)  # connect() settled it; a caller that connected otherwise gets the same rule
     wait_for_room(ray, {"CPU": rc.ocr_num_cpus, "GPU": gpus}, {"CPU": rc.decode_num_cpus}, rc.resources_timeout_s)
     # Kept beside the driver, so losing a worker node does not lose the counts.
     attempts = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(PageAttempts).options(

@@ -204,7 +204,7 @@ class _Reader:
         if not idx:
             return []
         if depth > _MAX_DEPTH:  # a pathological page: read what is left row by row
-            return [self._rows(idx)]
+            return [_group_rows(self.b, idx)]
         cut = self._rows_cut(idx)
         section = cut is not None and len(cut[1]) > 1 and cut[0] >= _SECTION_GAP * self.median_h
         gutter = None if section else self._gutter(idx)
@@ -213,7 +213,7 @@ class _Reader:
             self._apply(x, left, right, cuts)
             return self.regions(left, depth + 1) + self.regions(right, depth + 1)
         if cut is None or len(cut[1]) == 1:  # rows that overlap: each left to right
-            return [self._rows(idx)]
+            return [_group_rows(self.b, idx)]
         out: list[list[list[int]]] = []
         for band in cut[1]:
             parts = self.regions(band, depth + 1)
@@ -222,20 +222,6 @@ class _Reader:
                 parts = parts[1:]
             out += parts
         return out
-
-    def _rows(self, idx: list[int]) -> list[list[int]]:
-        """Lines grouped into visual rows (vertical extents overlapping by at least half the smaller
-        height), top to bottom, each left to right."""
-        b = self.b
-        rows: list[list[int]] = []
-        top = bottom = 0.0
-        for i in sorted(idx, key=lambda i: (b.y0[i] + b.y1[i]) / 2):
-            if rows and min(bottom, b.y1[i]) - max(top, b.y0[i]) >= 0.5 * min(bottom - top, b.h[i]):
-                rows[-1].append(i)
-                continue
-            rows.append([i])
-            top, bottom = float(b.y0[i]), float(b.y1[i])
-        return [sorted(row, key=lambda i: b.x0[i]) for row in rows]
 
     def _same_column(self, upper: list[list[int]], lower: list[list[int]]) -> bool:
         """Whether two regions one above the other continue one column (their extents overlap mostly)."""
@@ -246,15 +232,46 @@ class _Reader:
         return overlap >= 0.5 * min(ux1 - ux0, lx1 - lx0)
 
 
-def _box(line: Line) -> tuple[float, float, float, float]:
-    quad = np.asarray(line.polygon, np.float64).reshape(-1, 2)
+def _group_rows(b: _Boxes, idx: list[int]) -> list[list[int]]:
+    """Lines grouped into visual rows (vertical extents overlapping by at least half the smaller height),
+    top to bottom, each left to right."""
+    rows: list[list[int]] = []
+    top = bottom = 0.0
+    for i in sorted(idx, key=lambda i: (b.y0[i] + b.y1[i]) / 2):
+        if rows and min(bottom, b.y1[i]) - max(top, b.y0[i]) >= 0.5 * min(bottom - top, b.h[i]):
+            rows[-1].append(i)
+            continue
+        rows.append([i])
+        top, bottom = float(b.y0[i]), float(b.y1[i])
+    return [sorted(row, key=lambda i: b.x0[i]) for row in rows]
+
+
+def _paragraphs(b: _Boxes, regions: list[list[list[int]]]) -> list[list[list[int]]]:
+    """Each region's rows split into blocks where the gap to the row above exceeds the median line height."""
+    spans: list[list[list[int]]] = []
+    for rows in regions:
+        current: list[list[int]] = []
+        prev_bottom = None
+        for row in rows:
+            if current and float(b.y0[row].min()) - prev_bottom > b.median_h:
+                spans.append(current)
+                current = []
+            current.append(row)
+            prev_bottom = float(b.y1[row].max())
+        if current:
+            spans.append(current)
+    return spans
+
+
+def _box(polygon) -> tuple[float, float, float, float]:
+    quad = np.asarray(polygon, np.float64).reshape(-1, 2)
     return float(quad[:, 0].min()), float(quad[:, 1].min()), float(quad[:, 0].max()), float(quad[:, 1].max())
 
 
 def _ink(line: Line) -> tuple[float, float]:
     """The x extent of a line's words (of its box when it has none)."""
     if not line.words:
-        x0, _, x1, _ = _box(line)
+        x0, _, x1, _ = _box(line.polygon)
         return x0, x1
     xs = np.asarray([w.polygon for w in line.words], np.float64).reshape(-1, 2)[:, 0]
     return float(xs.min()), float(xs.max())
@@ -266,7 +283,7 @@ def _cut_line(line: Line, c0: float, c1: float) -> list[Line] | None:
     words = line.words
     if len(words) < 2:
         return None
-    boxes = [_box(Line(w.text, w.confidence, w.polygon)) for w in words]
+    boxes = [_box(w.polygon) for w in words]
     order = sorted(range(len(words)), key=lambda k: boxes[k][0])
     for a, c in zip(order, order[1:]):
         gap0, gap1 = boxes[a][2], boxes[c][0]
@@ -288,11 +305,10 @@ def _line_of(words: tuple[Word, ...], line: Line) -> Line:
     return Line(" ".join(w.text for w in words), confidence, polygon, words)
 
 
-def _kind(block_lines: list[Line], rows: int, median_h: float, band: str | None) -> str:
-    """What a block is: ``band`` says whether it opens (``top``) or closes (``bottom``) the page's
-    reading order inside the page's top or bottom margin band."""
+def _kind(block_lines: list[Line], heights: np.ndarray, rows: int, median_h: float, band: str | None) -> str:
+    """What a block is: ``heights`` are its lines' heights; ``band`` says whether it opens (``top``) or
+    closes (``bottom``) the page's reading order inside the page's top or bottom margin band."""
     text = " ".join(ln.text for ln in block_lines)
-    heights = [max(p[1] for p in ln.polygon) - min(p[1] for p in ln.polygon) for ln in block_lines]
     if rows <= 3 and float(np.median(heights)) >= 1.4 * median_h:
         return "heading"
     if band is not None and rows <= 2:
@@ -316,25 +332,15 @@ def order_lines(lines: Sequence[Line], page_height: float | None = None,
     lines = list(lines)
     if not lines:
         return (), ""
-    if reading_order == "rows":
-        return _order_rows(lines)
+    if reading_order == "rows":  # one region, the whole page, in rows; every block plain text
+        b = _Boxes(lines)
+        spans = _paragraphs(b, [_group_rows(b, list(range(len(lines))))])
+        return (tuple(Block(tuple(lines[i] for row in rows for i in row)) for rows in spans),
+                _text(lines, spans))
     reader = _Reader(lines)
     regions = reader.regions(list(range(len(lines))))
     lines, b = reader.lines, reader.b  # with the pieces of lines cut at gutters
-    # Blocks: a region's rows, split where the gap to the row above exceeds the median line height.
-    spans: list[list[list[int]]] = []
-    for rows in regions:
-        current: list[list[int]] = []
-        prev_bottom = None
-        for row in rows:
-            top = float(b.y0[row].min())
-            if current and prev_bottom is not None and top - prev_bottom > b.median_h:
-                spans.append(current)
-                current = []
-            current.append(row)
-            prev_bottom = float(b.y1[row].max())
-        if current:
-            spans.append(current)
+    spans = _paragraphs(b, regions)
     # A row alone at the top or bottom of the page (a running header beside its page number) is a
     # block per line.
     for k in (0, -1):
@@ -354,46 +360,17 @@ def order_lines(lines: Sequence[Line], page_height: float | None = None,
             if bands[k] or min(b.y0[i] for row in spans[k] for i in row) < (1 - _MARGIN_BAND) * page_height:
                 break
             bands[k] = "bottom"
-    blocks, parts = [], []
+    blocks = []
     for k, rows in enumerate(spans):
         ids = [i for row in rows for i in row]
         block_lines = [lines[i] for i in ids]
-        blocks.append(Block(tuple(block_lines), _kind(block_lines, len(rows), b.median_h, bands[k])))
-        parts.append("\n".join(" ".join(lines[i].text for i in row) for row in rows))
-    return tuple(blocks), "\n\n".join(parts)
+        blocks.append(Block(tuple(block_lines), _kind(block_lines, b.h[ids], len(rows), b.median_h, bands[k])))
+    return tuple(blocks), _text(lines, spans)
 
 
-def _order_rows(lines: list[Line]) -> tuple[tuple[Block, ...], str]:
-    """The page read row by row: lines grouped into visual rows (vertical extents overlapping by at least
-    half the smaller height), rows top to bottom, a row left to right; a new block where the gap to the
-    previous row is larger than the median line height."""
-    b = _Boxes(lines)
-    rows: list[list[int]] = []
-    row_top = row_bottom = 0.0
-    for i in np.argsort((b.y0 + b.y1) / 2, kind="stable").tolist():
-        if rows:
-            overlap = min(row_bottom, b.y1[i]) - max(row_top, b.y0[i])
-            if overlap >= 0.5 * min(row_bottom - row_top, b.h[i]):
-                rows[-1].append(i)
-                continue
-        rows.append([i])
-        row_top, row_bottom = float(b.y0[i]), float(b.y1[i])
-    blocks: list[list[Line]] = [[]]
-    parts: list[str] = []
-    prev_bottom = None
-    for row in rows:
-        top = float(b.y0[row].min())
-        if prev_bottom is not None:
-            if top - prev_bottom > b.median_h:
-                blocks.append([])
-                parts.append("\n\n")
-            else:
-                parts.append("\n")
-        prev_bottom = float(b.y1[row].max())
-        ordered = sorted(row, key=lambda j: b.x0[j])
-        parts.append(" ".join(lines[i].text for i in ordered))
-        blocks[-1].extend(lines[i] for i in ordered)
-    return tuple(Block(tuple(block)) for block in blocks), "".join(parts)
+def _text(lines: list[Line], spans: list[list[list[int]]]) -> str:
+    """The page text: a row's lines joined by a space, rows by a newline, blocks by a blank line."""
+    return "\n\n".join("\n".join(" ".join(lines[i].text for i in row) for row in rows) for rows in spans)
 
 
 class LayoutStage:
