@@ -78,11 +78,11 @@ def run_worker(args: dict) -> dict:
                 doc.close()
         # With models_in_run, only the run's own copy of the models is in memory while it is timed.
         profile = RunProfile()
-        if models_in_run:
-            def factory(c):
-                return profile.instrument(create_page_stage(c))
-        else:
-            factory = (lambda c, ready=profile.instrument(stage): ready)
+        ready = None if models_in_run else profile.instrument(stage)
+
+        def factory(c):
+            return ready if ready is not None else profile.instrument(create_page_stage(c))
+
         del stage
         files = sorted({s.image_path for s in samples})
         refs = [DocumentRef(str(f)) for f in files]

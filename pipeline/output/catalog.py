@@ -80,9 +80,11 @@ def read_table(
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def latest_documents(dest: str, storage_config: StorageConfig | None = None, per: str = "doc_id") -> pa.Table:
-    """The newest ``documents`` row per ``doc_id`` (or per ``source_uri`` with ``per="source_uri"``)."""
-    docs = read_table(dest, "documents", storage_config=storage_config)
+def latest_documents(dest: str, storage_config: StorageConfig | None = None, per: str = "doc_id",
+                     run_ids: Sequence[str] | None = None) -> pa.Table:
+    """The newest ``documents`` row per ``doc_id`` (or per ``source_uri`` with ``per="source_uri"``); with
+    ``run_ids``, among the rows those runs wrote (as :func:`read_table` takes them)."""
+    docs = read_table(dest, "documents", storage_config=storage_config, run_ids=run_ids)
     if docs.num_rows == 0:
         return docs
     order = pc.sort_indices(docs, [(per, "ascending"), ("processed_at", "descending")])

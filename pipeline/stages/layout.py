@@ -23,6 +23,7 @@ the page's median line) or text.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Sequence
@@ -285,7 +286,7 @@ def _cut_line(line: Line, c0: float, c1: float) -> list[Line] | None:
         return None
     boxes = [_box(w.polygon) for w in words]
     order = sorted(range(len(words)), key=lambda k: boxes[k][0])
-    for a, c in zip(order, order[1:]):
+    for a, c in itertools.pairwise(order):
         gap0, gap1 = boxes[a][2], boxes[c][0]
         if gap1 > gap0 and min(gap1, c1) - max(gap0, c0) >= 0.5 * (c1 - c0):
             cut = order.index(c)

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from pipeline.config import StorageConfig
 from pipeline.errors import FolioError, StorageError
 from pipeline.io.storage import get_storage, join
-from pipeline.output.catalog import Selection, latest_documents, read_table, select_documents
+from pipeline.output.catalog import (
+    Selection,
+    latest_documents,
+    read_table,
+    select_documents,
+)
 from pipeline.output.exports import ExportDocument
 from pipeline.schema import page_from_row
 
@@ -177,7 +182,7 @@ def export(
                     report.files[fmt] += 1
         except StorageError:
             raise
-        except Exception as e:  # noqa: BLE001 - one document's export failing must not stop the others
+        except Exception as e:
             log.warning("export of %s failed", uri, exc_info=True)
             report.failed.append((uri, f"{type(e).__name__}: {e}"))
             _notify(on_document, report)
@@ -199,13 +204,7 @@ def _documents(src: str, selection: Selection | None, run_ids: Sequence[str] | N
                storage_config: StorageConfig | None) -> list[dict]:
     """The newest ``documents`` row of each selected document, by source URI."""
     if run_ids is not None:
-        table = read_table(src, "documents", storage_config=storage_config, run_ids=run_ids)
-        newest: dict[str, dict] = {}
-        for row in table.to_pylist():
-            have = newest.get(row["source_uri"])
-            if have is None or (row["processed_at"], row["run_id"]) > (have["processed_at"], have["run_id"]):
-                newest[row["source_uri"]] = row
-        rows = list(newest.values())
+        rows = latest_documents(src, storage_config, per="source_uri", run_ids=run_ids).to_pylist()
     else:
         rows = latest_documents(src, storage_config, per="source_uri").to_pylist()
         if not rows:
