@@ -9,6 +9,15 @@ a JSON file holding every text line and its polygon in the pixels of the page
 as written, in reading order (the order the lines were drawn: on multi-column
 pages header, headline, then each column top to bottom, page number last).
 
+The ``pdf-text`` format is the born-digital twin of the raster ``pdf``: the
+same pages (same seed, same content) written as real PDF text, selectable and
+extractable, in the same TrueType fonts embedded as subsets (Type0/CIDFontType2,
+Identity-H, ToUnicode), with rules, boxes and checkbox crosses as vector paths.
+Every drawing call on a page is recorded and replayed in PDF points (pixels
+times 72 / dpi), each glyph where Pillow drew it, so the JSON polygons (in
+pixels at the document's dpi) hold for the PDF text too. Born-digital pages
+are never damaged (no scan) and cannot be distorted.
+
 Ground truth is exact by construction: every line is drawn with one
 ``ImageDraw.text`` call (or one call per word for justified prose) and its box
 is the font's ``textbbox`` of what was drawn; skew moves the polygons with the
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import hashlib
 import importlib.util
 import io
 import json
@@ -53,12 +63,18 @@ KINDS = ("invoice", "form", "book", "newspaper", "journal")
 DISTORTIONS = ("perspective", "rotate", "skew", "curl")
 """Document kinds :func:`generate` can render."""
 
-FORMATS = ("png", "tiff", "pdf", "jpeg")
-"""Output formats; png and jpeg documents have one page, tiff and pdf 1-3."""
+FORMATS = ("png", "tiff", "pdf", "jpeg", "pdf-text")
+"""Output formats; png and jpeg documents have one page, tiff, pdf and pdf-text 1-3.
 
-_EXT = {"png": "png", "tiff": "tif", "pdf": "pdf", "jpeg": "jpg"}
+``pdf`` is a scan (one raster image per page); ``pdf-text`` is its born-digital
+twin: the same pages as real, extractable PDF text in embedded fonts with
+vector rules, never damaged or distorted.
+"""
+
+_EXT = {"png": "png", "tiff": "tif", "pdf": "pdf", "jpeg": "jpg", "pdf-text": "pdf"}
 _FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
-_MULTI_PAGE = ("tiff", "pdf")
+_MULTI_PAGE = ("tiff", "pdf", "pdf-text")
+_BORN_DIGITAL = ("pdf-text",)
 _MAX_PAGES_PER_DOC = 3
 _JPEG_QUALITY = 85
 # Fixed PDF dates: Pillow would otherwise stamp the wall clock into the file.
@@ -241,18 +257,66 @@ class _Line:
     block: int
 
 
+@dataclass(frozen=True)
+class _TextOp:
+    """One ``ImageDraw.text`` call as made: the pdf-text writer replays it as PDF text."""
+
+    text: str
+    x: float
+    y: float  # the baseline
+    anchor: str  # Pillow anchor: "ls", "rs" or "ms"
+    font: str  # TrueType file
+    px: int  # size in pixels per em
+    fill: int  # grey level
+
+
+@dataclass(frozen=True)
+class _LineOp:
+    """One ``ImageDraw.line`` segment (a rule or a checkbox cross stroke)."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    width: int
+    fill: int
+
+
+@dataclass(frozen=True)
+class _RectOp:
+    """One ``ImageDraw.rectangle`` call (a shaded band or a box outline)."""
+
+    box: tuple[float, float, float, float]
+    outline: int | None
+    fill: int | None
+    width: int
+
+
 class _Canvas:
-    """A grayscale page plus the ground-truth lines drawn on it."""
+    """A grayscale page plus the ground-truth lines drawn on it.
+
+    Every drawing call is also recorded, in order, in ``ops`` (text runs,
+    line segments and rectangles in page pixels), so the same page can be
+    written again as vector PDF (the ``pdf-text`` format).
+    """
 
     def __init__(self, st: _Style):
         self.st = st
         self.img = Image.new("L", (st.w, st.h), st.paper)
         self.draw = ImageDraw.Draw(self.img)
         self.lines: list[_Line] = []
+        self.ops: list[_TextOp | _LineOp | _RectOp] = []
         self.block = -1
 
     def new_block(self) -> None:
         self.block += 1
+
+    def _text(self, x: float, y: float, s: str, font: ImageFont.FreeTypeFont, anchor: str, fill: int) -> None:
+        self.draw.text((x, y), s, font=font, fill=fill, anchor=anchor)
+        self.ops.append(_TextOp(s, float(x), float(y), anchor, str(font.path), int(font.size), int(fill)))
+
+    def _line(self, start: tuple[float, float], end: tuple[float, float], width: int, fill: int) -> None:
+        self.draw.line([start, end], fill=fill, width=width)
+        (x0, y0), (x1, y1) = start, end
+        self.ops.append(_LineOp((float(x0), float(y0)), (float(x1), float(y1)), int(width), int(fill)))
 
     def text(
         self,
@@ -269,7 +333,7 @@ class _Canvas:
             return None
         anchor = {"left": "ls", "right": "rs", "center": "ms"}[align]
         fill = self.st.ink if fill is None else fill
-        self.draw.text((x, y), s, font=font, fill=fill, anchor=anchor)
+        self._text(x, y, s, font, anchor, fill)
         box = self.draw.textbbox((x, y), s, font=font, anchor=anchor)
         self.lines.append(_Line(s, _margin(box), self.block))
         return box
@@ -281,21 +345,23 @@ class _Canvas:
         x = x0
         boxes = []
         for word, wd in zip(words, widths):
-            self.draw.text((x, y), word, font=font, fill=self.st.ink, anchor="ls")
+            self._text(x, y, word, font, "ls", self.st.ink)
             boxes.append(self.draw.textbbox((x, y), word, font=font, anchor="ls"))
             x += wd + gap
         box = (boxes[0][0], min(b[1] for b in boxes), boxes[-1][2], max(b[3] for b in boxes))
         self.lines.append(_Line(" ".join(words), _margin(box), self.block))
 
     def hline(self, x0: float, x1: float, y: float, width: int = 1, fill: int | None = None) -> None:
-        self.draw.line([(x0, y), (x1, y)], fill=self.st.ink if fill is None else fill, width=width)
+        self._line((x0, y), (x1, y), width, self.st.ink if fill is None else fill)
 
     def vline(self, x: float, y0: float, y1: float, width: int = 1, fill: int | None = None) -> None:
         """A vertical rule, e.g. in the gutter between newspaper columns (not text)."""
-        self.draw.line([(x, y0), (x, y1)], fill=self.st.ink if fill is None else fill, width=width)
+        self._line((x, y0), (x, y1), width, self.st.ink if fill is None else fill)
 
     def rect(self, box: Sequence[float], outline: int | None = None, fill: int | None = None, width: int = 1) -> None:
         self.draw.rectangle(list(box), outline=outline, fill=fill, width=width)
+        x0, y0, x1, y1 = (float(v) for v in box)
+        self.ops.append(_RectOp((x0, y0, x1, y1), outline, fill, int(width)))
 
     def checkbox(self, x: float, y: float, size: float, checked: bool) -> None:
         """Square box sitting on baseline ``y``; a drawn cross when checked (not text)."""
@@ -306,8 +372,8 @@ class _Canvas:
         self.rect((x0, y0, x1, y1), outline=self.st.ink, width=lw)
         if checked:
             p = size * 0.2
-            self.draw.line([(x0 + p, y0 + p), (x1 - p, y1 - p)], fill=self.st.ink, width=lw + 1)
-            self.draw.line([(x0 + p, y1 - p), (x1 - p, y0 + p)], fill=self.st.ink, width=lw + 1)
+            self._line((x0 + p, y0 + p), (x1 - p, y1 - p), lw + 1, self.st.ink)
+            self._line((x0 + p, y1 - p), (x1 - p, y0 + p), lw + 1, self.st.ink)
 
 
 #: Margin around a line's ink box in its GT polygon, as a fraction of the box height
@@ -2386,12 +2452,380 @@ def _distort(im: Image.Image, gt: dict, distortion: str, rng: np.random.Generato
     return Image.fromarray(out), gt
 
 
+# --------------------------------------------------------------------------- born-digital PDF
+#
+# The pdf-text format replays a page's recorded drawing calls (``_Canvas.ops``)
+# as PDF: text as real text in the same TrueType font (embedded as a subset,
+# Type0/CIDFontType2, Identity-H, glyph ids as CIDs, with a ToUnicode CMap),
+# rules, boxes and crosses as vector paths. Glyphs sit where Pillow drew them:
+# each character's pen position comes from Pillow's layout (its kerning and
+# hinted advances), and TJ offsets move the PDF pen there from the font's own
+# advance widths.
+
+#: Tables a PDF renderer does not read from an embedded TrueType font.
+_PDF_DROP_TABLES = (
+    "GSUB", "GPOS", "GDEF", "BASE", "JSTF", "MATH", "kern", "hdmx", "VDMX", "LTSH", "gasp", "DSIG", "FFTM", "meta",
+)
+_PDF_PRODUCER = "folio measure.synth (pdf-text)"
+
+
+@dataclass(frozen=True)
+class _FontInfo:
+    """What the PDF needs to know about one TrueType file (widths in 1/1000 em)."""
+
+    cmap: dict[int, int]  # code point -> glyph id
+    widths: tuple[float, ...]  # advance width of every glyph id
+    ps_name: str
+    bbox: tuple[int, int, int, int]
+    italic_angle: float
+    ascent: int
+    descent: int
+    cap_height: int
+    flags: int
+    stem_v: int
+
+
+def _load_ttfont(path: str, opts=None):  # -> fontTools.ttLib.TTFont
+    """Open a TrueType file lazily with placeholder glyph names (glyph ids are all the PDF uses).
+
+    Reading the real names (from ``post``, or made up from ``cmap``) costs tens
+    of milliseconds per file; fontTools keys glyphs by name, any unique names do.
+    """
+    from fontTools import subset
+
+    font = subset.load_font(path, opts or subset.Options(), dontLoadGlyphNames=True, lazy=True)
+    font.setGlyphOrder([".notdef"] + [f"glyph{i:05d}" for i in range(1, font["maxp"].numGlyphs)])
+    return font
+
+
+@functools.lru_cache(maxsize=64)
+def _font_info(path: str) -> _FontInfo:
+    with _load_ttfont(path) as tt:
+        scale = 1000.0 / tt["head"].unitsPerEm
+        ids = tt.getReverseGlyphMap()
+        cmap = {cp: ids[name] for cp, name in tt.getBestCmap().items()}
+        metrics = tt["hmtx"].metrics
+        widths = tuple(round(metrics[name][0] * scale, 2) for name in tt.getGlyphOrder())
+        head, hhea, post = tt["head"], tt["hhea"], tt["post"]
+        os2 = tt.get("OS/2")
+        ps = tt["name"].getDebugName(6) or Path(path).stem
+        ps = "".join(ch for ch in ps if ch.isascii() and (ch.isalnum() or ch == "-")) or "Font"
+        ascent = round(hhea.ascent * scale)
+        cap = getattr(os2, "sCapHeight", 0) if os2 is not None and os2.version >= 2 else 0
+        bold = os2 is not None and os2.usWeightClass >= 600
+        serif = os2 is not None and os2.panose.bFamilyType == 2 and 2 <= os2.panose.bSerifStyle <= 10
+        flags = 4 | (1 if post.isFixedPitch else 0) | (2 if serif else 0) | (64 if post.italicAngle else 0)
+        return _FontInfo(
+            cmap=cmap,
+            widths=widths,
+            ps_name=ps,
+            bbox=tuple(round(v * scale) for v in (head.xMin, head.yMin, head.xMax, head.yMax)),
+            italic_angle=float(post.italicAngle),
+            ascent=ascent,
+            descent=round(hhea.descent * scale),
+            cap_height=round(cap * scale) if cap else round(ascent * 0.7),
+            flags=flags,
+            stem_v=120 if bold else 80,
+        )
+
+
+@functools.lru_cache(maxsize=65536)
+def _getlength(font: ImageFont.FreeTypeFont, s: str) -> float:
+    return font.getlength(s)
+
+
+@functools.lru_cache(maxsize=65536)
+def _advance(font: ImageFont.FreeTypeFont, a: str, b: str) -> float:
+    """How far Pillow moves the pen over ``a`` when ``b`` follows (kerning included)."""
+    return font.getlength(a + b) - _getlength(font, b)
+
+
+def _pen_positions(font: ImageFont.FreeTypeFont, s: str) -> list[float]:
+    """The pen x (pixels from the run's origin) of every character of ``s`` as Pillow lays it out.
+
+    Pairwise advances give every character; each word is then put exactly where
+    Pillow puts it and stretched to the width Pillow gives it, which absorbs the
+    ligatures (``ffi``) that the shaper draws and the pairwise sum misses.
+    """
+    n = len(s)
+    xs = [0.0] * n
+    for i in range(1, n):
+        xs[i] = xs[i - 1] + _advance(font, s[i - 1], s[i])
+    i = 0
+    while i < n:
+        if s[i] == " ":
+            if i:
+                xs[i] = xs[i - 1] + _advance(font, s[i - 1], " ")
+            i += 1
+            continue
+        j = i
+        while j < n and s[j] != " ":
+            j += 1
+        start = (font.getlength(s[:i]) + _advance(font, " ", s[i]) - _getlength(font, " ")) if i else 0.0
+        paired = xs[j - 1] - xs[i] + _getlength(font, s[j - 1])
+        exact = _getlength(font, s[i:j]) if j - i > 1 else paired
+        stretch = exact / paired if paired > 0 else 1.0
+        base = xs[i]
+        for k in range(i, j):
+            xs[k] = start + (xs[k] - base) * stretch
+        i = j
+    return xs
+
+
+class _PdfFont:
+    """One TrueType file as used in one document: the glyphs drawn and their text."""
+
+    def __init__(self, path: str, name: str):
+        self.path = path
+        self.name = name  # resource name, e.g. "F1"
+        self.info = _font_info(path)
+        self.text: dict[int, str] = {}  # glyph id -> the character drawn with it first
+
+    def glyphs(self, s: str) -> list[int]:
+        """Glyph ids for ``s`` (0, .notdef, where the font lacks a character, as Pillow draws it)."""
+        out = []
+        for ch in s:
+            g = self.info.cmap.get(ord(ch), 0)
+            self.text.setdefault(g, ch)
+            out.append(g)
+        return out
+
+    def subset(self) -> bytes:
+        """The font file cut down to the glyphs used; glyph ids are kept, so CID = GID."""
+        from fontTools import subset
+
+        opts = subset.Options()
+        opts.retain_gids = True
+        opts.notdef_outline = True
+        opts.hinting = False
+        opts.layout_features = []
+        opts.glyph_names = False
+        opts.recalc_timestamp = False
+        opts.drop_tables = list(opts.drop_tables) + list(_PDF_DROP_TABLES)
+        font = _load_ttfont(self.path, opts)
+        try:
+            for tag in _PDF_DROP_TABLES:  # before the subsetter reads the (large) layout tables
+                if tag in font:
+                    del font[tag]
+            sub = subset.Subsetter(opts)
+            sub.populate(gids=sorted(self.text))
+            sub.subset(font)
+            buf = io.BytesIO()
+            subset.save_font(font, buf, opts)
+        finally:
+            font.close()
+        return buf.getvalue()
+
+    def build(self, pdf):  # -> pikepdf.Object
+        """Add the Type0 font (subset, widths, ToUnicode) to ``pdf``; returns its indirect object."""
+        from pikepdf import Array, Dictionary, Name, String
+
+        info, gids = self.info, sorted(self.text)
+        digest = hashlib.sha256(f"{info.ps_name}:{gids}".encode()).digest()
+        base = Name("/" + "".join(chr(65 + b % 26) for b in digest[:6]) + "+" + info.ps_name)
+        data = self.subset()
+        font_file = pdf.make_stream(data)
+        font_file.Length1 = len(data)
+        descriptor = pdf.make_indirect(
+            Dictionary(
+                Type=Name.FontDescriptor,
+                FontName=base,
+                Flags=info.flags,
+                FontBBox=Array(list(info.bbox)),
+                ItalicAngle=info.italic_angle,
+                Ascent=info.ascent,
+                Descent=info.descent,
+                CapHeight=info.cap_height,
+                StemV=info.stem_v,
+                FontFile2=font_file,
+            )
+        )
+        widths: list = []
+        run: list[float] = []
+        for k, g in enumerate(gids):  # [first [w w ...] first [w ...] ...] over runs of consecutive ids
+            if k and g != gids[k - 1] + 1:
+                widths += [gids[k - len(run)], Array(run)]
+                run = []
+            run.append(info.widths[g] if g < len(info.widths) else 0)
+        if run:
+            widths += [gids[len(gids) - len(run)], Array(run)]
+        cid_font = pdf.make_indirect(
+            Dictionary(
+                Type=Name.Font,
+                Subtype=Name.CIDFontType2,
+                BaseFont=base,
+                CIDSystemInfo=Dictionary(Registry=String("Adobe"), Ordering=String("Identity"), Supplement=0),
+                FontDescriptor=descriptor,
+                W=Array(widths),
+                CIDToGIDMap=Name.Identity,
+            )
+        )
+        return pdf.make_indirect(
+            Dictionary(
+                Type=Name.Font,
+                Subtype=Name.Type0,
+                BaseFont=base,
+                Encoding=Name("/Identity-H"),
+                DescendantFonts=Array([cid_font]),
+                ToUnicode=pdf.make_stream(_to_unicode(self.text)),
+            )
+        )
+
+
+def _to_unicode(text: dict[int, str]) -> bytes:
+    """A ToUnicode CMap: two-byte glyph ids to the characters drawn with them."""
+    out = [
+        "/CIDInit /ProcSet findresource begin",
+        "12 dict begin",
+        "begincmap",
+        "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def",
+        "/CMapName /Adobe-Identity-UCS def",
+        "/CMapType 2 def",
+        "1 begincodespacerange",
+        "<0000> <FFFF>",
+        "endcodespacerange",
+    ]
+    pairs = sorted(text.items())
+    for k in range(0, len(pairs), 100):  # at most 100 entries per block
+        chunk = pairs[k : k + 100]
+        out.append(f"{len(chunk)} beginbfchar")
+        out += [f"<{g:04X}> <{ch.encode('utf-16-be').hex().upper()}>" for g, ch in chunk]
+        out.append("endbfchar")
+    out += ["endcmap", "CMapName currentdict /CMap defineresource pop", "end", "end", ""]
+    return "\n".join(out).encode("ascii")
+
+
+def _num(v: float, digits: int = 3) -> str:
+    """A PDF number: at most ``digits`` decimals, no trailing zeros, no ``-0``."""
+    s = f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def _grey(level: int) -> str:
+    return _num(level / 255.0, 4)
+
+
+def _page_content(
+    ops: Sequence[_TextOp | _LineOp | _RectOp], h_px: int, k: float, fonts: dict[str, _PdfFont]
+) -> tuple[bytes, list[str]]:
+    """The content stream of one page and the names of the fonts it uses.
+
+    Args:
+        ops: the page's recorded drawing calls, in page pixels (y down).
+        h_px: page height in pixels.
+        k: points per pixel (72 / dpi); PDF y runs up from the bottom.
+        fonts: the document's fonts by TrueType file, added to as new files come up.
+    """
+    out: list[str] = []
+    used: list[str] = []
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> str:
+        """``re`` operands for the pixel box [x0, x1] x [y0, y1] (y down)."""
+        return f"{_num(x0 * k)} {_num((h_px - y1) * k)} {_num((x1 - x0) * k)} {_num((y1 - y0) * k)} re"
+
+    for op in ops:
+        if isinstance(op, _TextOp):
+            pf = fonts.get(op.font)
+            if pf is None:
+                pf = fonts[op.font] = _PdfFont(op.font, f"F{len(fonts) + 1}")
+            if pf.name not in used:
+                used.append(pf.name)
+            font = _load_font(op.font, op.px)
+            xs = _pen_positions(font, op.text)
+            width = _getlength(font, op.text)
+            left = op.x - {"ls": 0.0, "rs": width, "ms": width / 2.0}[op.anchor]
+            parts: list[str] = []
+            run: list[str] = []
+            pen = 0.0  # in 1/1000 em from the run's origin
+            for x, g in zip(xs, pf.glyphs(op.text)):
+                # TJ moves the pen back by its number (1/1000 em); a drift under that is left
+                # for a later glyph to settle (Pillow places glyphs to 1/64 pixel)
+                shift = pen - x * 1000.0 / op.px
+                if abs(shift) >= 1.0:
+                    if run:
+                        parts.append("<" + "".join(run) + ">")
+                        run = []
+                    parts.append(str(round(shift)))
+                    pen -= round(shift)
+                run.append(f"{g:04X}")
+                pen += pf.info.widths[g] if g < len(pf.info.widths) else 0.0
+            parts.append("<" + "".join(run) + ">")
+            out.append(
+                f"BT /{pf.name} {_num(op.px * k, 4)} Tf {_grey(op.fill)} g "
+                f"1 0 0 1 {_num(left * k)} {_num((h_px - op.y) * k)} Tm [{''.join(parts)}] TJ ET"
+            )
+        elif isinstance(op, _LineOp):
+            # Pillow truncates the coordinates and draws a w-pixel line over the pixels
+            # from c - (w - 1) // 2 across, end pixels included.
+            (x0, y0), (x1, y1) = (int(v) for v in op.start), (int(v) for v in op.end)
+            w = max(1, op.width)
+            if y0 == y1:
+                x0, x1 = min(x0, x1), max(x0, x1)
+                top = y0 - (w - 1) // 2
+                out.append(f"{_grey(op.fill)} g {box(x0, top, x1 + 1, top + w)} f")
+            elif x0 == x1:
+                y0, y1 = min(y0, y1), max(y0, y1)
+                left = x0 - (w - 1) // 2
+                out.append(f"{_grey(op.fill)} g {box(left, y0, left + w, y1 + 1)} f")
+            else:
+                out.append(
+                    f"{_grey(op.fill)} G {_num(w * k)} w 0 J "
+                    f"{_num((x0 + 0.5) * k)} {_num((h_px - y0 - 0.5) * k)} m "
+                    f"{_num((x1 + 0.5) * k)} {_num((h_px - y1 - 0.5) * k)} l S"
+                )
+        else:
+            x0, y0, x1, y1 = (int(v) for v in op.box)
+            x1, y1 = x1 + 1, y1 + 1  # Pillow includes the last row and column
+            if op.fill is not None:
+                out.append(f"{_grey(op.fill)} g {box(x0, y0, x1, y1)} f")
+            if op.outline is not None:
+                w = max(1, op.width)
+                if 2 * w >= min(x1 - x0, y1 - y0):
+                    out.append(f"{_grey(op.outline)} g {box(x0, y0, x1, y1)} f")
+                else:  # the ring between the box and the box inset by the width
+                    out.append(f"{_grey(op.outline)} g {box(x0, y0, x1, y1)} {box(x0 + w, y0 + w, x1 - w, y1 - w)} f*")
+    return ("\n".join(out) + "\n").encode("ascii"), used
+
+
+def _save_pdf_text(canvases: Sequence[_Canvas], path: Path, dpi: int) -> None:
+    """Write the pages of ``canvases`` as one born-digital PDF (vector text and rules, no image)."""
+    import pikepdf
+    from pikepdf import Array, Dictionary, Name
+
+    k = 72.0 / dpi
+    fonts: dict[str, _PdfFont] = {}
+    contents = [_page_content(c.ops, c.st.h, k, fonts) for c in canvases]
+    pdf = pikepdf.Pdf.new()
+    try:
+        built = {pf.name: pf.build(pdf) for pf in fonts.values()}
+        for c, (content, used) in zip(canvases, contents):
+            page = Dictionary(
+                Type=Name.Page,
+                MediaBox=Array([0, 0, round(c.st.w * k, 3), round(c.st.h * k, 3)]),
+                Resources=Dictionary(Font=Dictionary({"/" + name: built[name] for name in used})),
+                Contents=pdf.make_stream(content),
+            )
+            pdf.pages.append(pikepdf.Page(page))
+        pdf.trailer.Info = pdf.make_indirect(
+            Dictionary(Title=pikepdf.String(path.stem), Producer=pikepdf.String(_PDF_PRODUCER))
+        )
+        pdf.save(
+            path,
+            deterministic_id=True,
+            compress_streams=True,
+            object_stream_mode=pikepdf.ObjectStreamMode.generate,
+            min_version="1.5",
+        )
+    finally:
+        pdf.close()
+
+
 # --------------------------------------------------------------------------- documents
 
 
 def _render_page(
     kind: str, st: _Style, doc: dict, rnd: random.Random, nrng: np.random.Generator, page: int, npages: int, damage: bool
-) -> tuple[Image.Image, dict]:
+) -> tuple[Image.Image, dict, _Canvas]:
     c = _Canvas(st)
     _LAYOUTS[kind][1](c, st, doc, rnd, page, npages)
     polys = np.array(
@@ -2417,12 +2851,16 @@ def _render_page(
         "lines": lines,
         "damage": params,
     }
-    return Image.fromarray(arr), gt
+    return Image.fromarray(arr), gt, c
 
 
-def _save(images: list[Image.Image], path: Path, fmt: str, dpi: int, rnd: random.Random) -> None:
+def _save(
+    images: list[Image.Image], path: Path, fmt: str, dpi: int, rnd: random.Random, canvases: Sequence[_Canvas] = ()
+) -> None:
     first, rest = images[0], images[1:]
-    if fmt == "png":
+    if fmt == "pdf-text":
+        _save_pdf_text(canvases, path, dpi)
+    elif fmt == "png":
         first.save(path, "PNG", dpi=(dpi, dpi), compress_level=3)
     elif fmt == "jpeg":
         first.save(path, "JPEG", quality=_JPEG_QUALITY, dpi=(dpi, dpi))
@@ -2472,12 +2910,16 @@ def generate(
     """Write synthetic documents totalling ``pages`` pages into ``dest``.
 
     Documents are written round-robin over ``formats``: png and jpeg documents
-    have one page, tiff (multi-frame) and pdf (raster, one image per page) have
-    one to three, and the last document is shortened so the total is exactly
-    ``pages``. Each document ``{kind}_{seed:04d}_{i:04d}.{ext}`` gets a
-    ground-truth file ``{kind}_{seed:04d}_{i:04d}.json`` beside it with the
-    text lines of every page, their polygons in page pixels (after skew) and
-    the damage applied.
+    have one page, tiff (multi-frame), pdf (raster, one image per page) and
+    pdf-text (born-digital: real text in embedded fonts, vector rules; a
+    ``.pdf`` too) have one to three, and the last document is shortened so the
+    total is exactly ``pages``. Each document ``{kind}_{seed:04d}_{i:04d}.{ext}``
+    gets a ground-truth file ``{kind}_{seed:04d}_{i:04d}.json`` beside it with
+    the text lines of every page, their polygons in page pixels (after skew)
+    and the damage applied. A pdf-text document has the pages of the pdf one
+    with the same seed and index, never damaged (``damaged`` false, ``damage``
+    empty); its polygons are in pixels at ``dpi`` (PDF points times dpi / 72,
+    from the top left).
 
     Args:
         dest: output directory, created if missing.
@@ -2487,7 +2929,8 @@ def generate(
         formats: cycle of output formats from :data:`FORMATS` ("jpg" and "tif"
             are accepted as aliases).
         damage: simulate a scan (skew, blur, noise, lighting, bleed-through,
-            JPEG artefacts); False gives clean renders.
+            JPEG artefacts); False gives clean renders. pdf-text documents
+            ignore it: they are always clean.
         dpi: resolution; pages are A4 (1240 x 1754 pixels at 150 dpi).
         distort: warp every page after the scan damage, one of
             :data:`DISTORTIONS`: ``perspective`` (a photo of the page on a
@@ -2495,14 +2938,15 @@ def generate(
             degrees), ``curl`` (a book page bending up to its spine); or
             ``"all"``, one sub-folder of ``pages`` pages per distortion. The
             text stays the flat page's; polygons move into the warped pixels and
-            each page's ``distortion`` entry says what was done.
+            each page's ``distortion`` entry says what was done. Not with
+            pdf-text.
 
     Returns:
         Paths of the written documents (not of the JSON files), in order.
 
     Raises:
-        ValueError: unknown kind or format, ``pages < 1``, negative seed or
-            a dpi outside 50-600.
+        ValueError: unknown kind or format, ``pages < 1``, negative seed,
+            a dpi outside 50-600, or ``distort`` with pdf-text among the formats.
         RuntimeError: no TrueType font is installed.
     """
     if kind not in KINDS:
@@ -2517,6 +2961,8 @@ def generate(
     fmts = _normalise_formats(formats)
     if distort is not None and distort not in (*DISTORTIONS, "all"):
         raise ValueError(f"unknown distortion {distort!r}; expected one of {', '.join(DISTORTIONS)}, all")
+    if distort is not None and any(f in _BORN_DIGITAL for f in fmts):
+        raise ValueError(f"distort={distort!r} cannot be combined with pdf-text: born-digital PDFs are never distorted")
     _families()  # fail early, before writing anything, when no font exists
     if distort == "all":
         return [p for d in DISTORTIONS for p in generate(Path(dest) / d, pages, kind, seed, fmts, damage, dpi, d)]
@@ -2549,16 +2995,19 @@ def _write_document(
     doc = _LAYOUTS[kind][0](rnd)
     # distortions draw from their own stream: the flat pages match those of the same seed without them
     drng = np.random.default_rng([seed, index, 7])
-    images, gts = [], []
+    if fmt in _BORN_DIGITAL:
+        damage = False  # born-digital files are clean (the scan damage draws from nrng only: same content)
+    images, gts, canvases = [], [], []
     for p in range(npages):
-        im, gt = _render_page(kind, st, doc, rnd, nrng, p, npages, damage)
+        im, gt, canvas = _render_page(kind, st, doc, rnd, nrng, p, npages, damage)
         if distort is not None:
             im, gt = _distort(im, gt, distort, drng)
         images.append(im)
         gts.append(gt)
+        canvases.append(canvas)
     stem = f"{kind}_{seed:04d}_{index:04d}"
     path = dest / f"{stem}.{_EXT[fmt]}"
-    _save(images, path, fmt, dpi, rnd)
+    _save(images, path, fmt, dpi, rnd, canvases)
     meta = {
         "doc": stem,
         "kind": kind,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pikepdf
 import pypdfium2
+import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image, ImageSequence
 
@@ -61,7 +63,7 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("formats", "pages"),
-    [(("png",), 3), (("jpeg",), 2), (("tiff",), 7), (("pdf",), 5), (("png", "tiff", "pdf", "jpg"), 9)],
+    [(("png",), 3), (("jpeg",), 2), (("tiff",), 7), (("pdf",), 5), (("pdf-text",), 3), (("png", "tiff", "pdf", "jpg"), 9)],
 )
 def test_page_totals_frames_and_names(tmp_path: Path, formats: tuple[str, ...], pages: int) -> None:
     dpi = 60
@@ -79,7 +81,7 @@ def test_page_totals_frames_and_names(tmp_path: Path, formats: tuple[str, ...], 
                 assert im.format == "TIFF"
                 assert sum(1 for _ in ImageSequence.Iterator(im)) == n
                 assert im.info.get("compression") in ("tiff_lzw", "tiff_adobe_deflate")
-        elif fmt == "pdf":
+        elif fmt in ("pdf", "pdf-text"):
             pdf = pypdfium2.PdfDocument(str(path))
             try:
                 assert len(pdf) == n
@@ -251,3 +253,99 @@ def test_distorted_pages_keep_flat_text_and_polygons_follow_the_ink(tmp_path: Pa
 def test_distort_all_writes_one_folder_per_distortion(tmp_path: Path) -> None:
     paths = generate(tmp_path, 1, "invoice", seed=2, formats=("png",), damage=False, dpi=60, distort="all")
     assert sorted(p.parent.name for p in paths) == sorted(synth.DISTORTIONS)
+
+
+# ----------------------------------------------------------------- pdf-text (born-digital)
+
+
+def _pdf_words(textpage: pypdfium2.PdfTextPage, dpi: int, height: int) -> list[tuple[str, tuple[float, ...]]]:
+    """Every word PDFium extracts with its box (union of its characters' boxes) in page pixels, y down."""
+    k = dpi / 72.0
+    words: list[tuple[str, tuple[float, ...]]] = []
+    chars: list[str] = []
+    box: list[float] = []
+    for i in range(textpage.count_chars() + 1):
+        ch = textpage.get_text_range(i, 1) if i < textpage.count_chars() else " "
+        if not ch or ch.isspace():
+            if chars:
+                words.append(("".join(chars), tuple(box)))
+            chars, box = [], []
+            continue
+        left, bottom, right, top = textpage.get_charbox(i)
+        b = [left * k, height - top * k, right * k, height - bottom * k]
+        box = b if not box else [min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])]
+        chars.append(ch)
+    return words
+
+
+@pytest.mark.parametrize(("kind", "seed", "pages"), [("invoice", 1, 3), ("newspaper", 2, 1)])
+def test_pdf_text_words_boxes_and_ink(tmp_path: Path, kind: str, seed: int, pages: int) -> None:
+    """A born-digital page: PDFium extracts every GT word, inside its line's polygon, and renders ink there."""
+    dpi = 100
+    paths = generate(tmp_path, pages, kind, seed=seed, formats=("pdf-text",), damage=True, dpi=dpi)
+    assert sum(len(_gt(p)["pages"]) for p in paths) == pages
+    for path in paths:
+        gt = _gt(path)
+        assert path.suffix == ".pdf" and gt["format"] == "pdf-text" and gt["damaged"] is False  # damage ignored
+        with pikepdf.open(path) as pk:  # embedded subset TrueType, Identity-H, ToUnicode; no image, no dates
+            assert "/CreationDate" not in pk.docinfo and "/ModDate" not in pk.docinfo
+            for pg in pk.pages:
+                assert not pg.images
+                for font in pg.Resources.Font.values():
+                    cid = font.DescendantFonts[0]
+                    assert font.Subtype == "/Type0" and font.Encoding == "/Identity-H" and "/ToUnicode" in font
+                    assert cid.Subtype == "/CIDFontType2" and cid.CIDToGIDMap == "/Identity" and "/W" in cid
+                    assert "/FontFile2" in cid.FontDescriptor and str(cid.BaseFont)[7] == "+"
+        pdf = pypdfium2.PdfDocument(str(path))
+        try:
+            assert len(pdf) == len(gt["pages"])
+            for page, pg in zip(pdf, gt["pages"]):
+                assert pg["damage"] == {}
+                assert page.get_size() == pytest.approx((pg["width"] * 72 / dpi, pg["height"] * 72 / dpi), abs=0.01)
+                assert not list(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+                textpage = page.get_textpage()
+                tokens = set(textpage.get_text_bounded().split())
+                lines = [(ln["text"], np.asarray(ln["polygon"], float)) for ln in pg["lines"] if ln["text"]]
+                assert len(lines) >= 10
+                for text, _ in lines:
+                    assert set(text.split()) <= tokens, text
+                words = _pdf_words(textpage, dpi, pg["height"])
+                assert len(words) >= sum(len(t.split()) for t, _ in lines)
+                holders: dict[str, list[tuple[float, ...]]] = {}  # word -> boxes of the lines holding it
+                for t, p in lines:
+                    for w in set(t.split()):
+                        holders.setdefault(w, []).append((*p.min(axis=0), *p.max(axis=0)))
+                for word, (x0, y0, x1, y1) in words:  # inside (2 px) the polygon of a line holding the word
+                    dist = min(max(l - x0, t - y0, x1 - r, y1 - b) for l, t, r, b in holders[word])
+                    assert dist <= 2.0, (word, (x0, y0, x1, y1))
+                img = page.render(scale=dpi / 72, grayscale=True).to_numpy()
+                img = img[..., 0] if img.ndim == 3 else img
+                ink = img[: pg["height"], : pg["width"]] < 128
+                for text, p in lines:
+                    assert (ink & _poly_mask(ink.shape, [p], grow=0)).sum() > 3, text
+                textpage.close()
+                page.close()
+        finally:
+            pdf.close()
+
+
+def test_pdf_text_is_deterministic_and_the_twin_of_pdf(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", 3, "invoice", seed=7, formats=("pdf-text",), dpi=72)
+    b = generate(tmp_path / "b", 3, "invoice", seed=7, formats=("pdf-text",), dpi=72)
+    scan = generate(tmp_path / "scan", 3, "invoice", seed=7, formats=("pdf",), damage=False, dpi=72)
+    assert [p.name for p in a] == [p.name for p in b] == [p.name for p in scan]
+    for pa, pb, ps in zip(a, b, scan):
+        assert pa.read_bytes() == pb.read_bytes()
+        assert b"CreationDate" not in pa.read_bytes()
+        twin = _gt(ps)
+        assert _gt(pa) == {**twin, "format": "pdf-text"}  # same pages, same ground truth
+
+
+def test_pdf_text_refuses_distortion_and_runs_from_the_command_line(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="pdf-text"):
+        generate(tmp_path / "d", 1, "invoice", formats=("png", "pdf-text"), distort="rotate")
+    assert not (tmp_path / "d").exists()
+    assert synth._main([str(tmp_path / "cli"), "--formats", "pdf-text", "--kind", "form", "--pages", "1",
+                        "--dpi", "72"]) == 0
+    (pdf,) = (tmp_path / "cli").glob("*.pdf")
+    assert _gt(pdf)["format"] == "pdf-text"
