@@ -34,7 +34,8 @@ __all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo"]
 @click.option("--kind", type=click.Choice(list(KINDS)), default="invoice", show_default=True,
               help="Document kind: invoice, form, book, newspaper (3-4 columns) or journal (2 columns).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--formats", default="png,tiff,pdf", show_default=True, help="Comma list of png, jpeg, tiff, pdf.")
+@click.option("--formats", default="png,tiff,pdf", show_default=True,
+              help="Comma list of png, jpeg, tiff, pdf (scans), pdf-text (born-digital PDFs: real text, no scan damage).")
 @click.option("--clean", is_flag=True, help="No scan damage (noise, blur, skew, lighting, bleed-through).")
 @click.option("--dpi", type=click.IntRange(min=72, max=600), default=150, show_default=True)
 @click.option("--distort", type=click.Choice(["perspective", "rotate", "skew", "curl", "all"]), default=None,
@@ -133,6 +134,10 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
     Word precision/recall/F1 (bag of NFKC whitespace tokens per page), CER of
     lines matched to ground truth at IoU >= 0.5, detection precision/recall/H-mean,
     seconds per page. The last line printed is a one-line summary.
+
+    pdf-text: every page of the PDFs at PATH against the words PDFium extracts
+    from the file's own text; Folio reads each whole file as ``folio run`` does,
+    and the words it read from the file are scored (word F1 1.0: the file's words).
     """
     import json
 
@@ -148,6 +153,10 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
         from measure.evaluate import evaluate_layout
 
         summary, scores = evaluate_layout(samples, config)
+    elif system == "folio" and fmt == "pdf-text":
+        from measure.evaluate import evaluate_documents
+
+        summary, scores = evaluate_documents(samples, config, progress=not quiet)
     else:
         try:
             ocr = make_system(system, config)
@@ -186,6 +195,9 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
         boxes = (f" | word boxes {f(summary['word_box_coverage'])} ({summary['word_boxes_covered']} of "
                  f"{summary['word_boxes_read']} words read exactly at IoU >= 0.5)")
     order = f" | reading-order CER {f(summary['order_cer'])}" if summary.get("order_cer") is not None else ""
+    if summary.get("text_sources") is not None:
+        order += (" | pages by text source " + ", ".join(f"{k} {v}" for k, v in sorted(summary["text_sources"].items()))
+                  + f" | {summary['ocr_words_added']} words OCR'd in image regions (not scored)")
     click.echo(
         f"{system} on {fmt} ({summary['pages']} pages): word P {f(summary['word_precision'])} "
         f"R {f(summary['word_recall'])} F1 {f(summary['word_f1'])} | CER {f(summary['cer'])}{order} | "
@@ -320,7 +332,9 @@ def bench_export(pages, repeat, formats, json_out):
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
               help="Labelled-set format (default: guessed from the layout; a plain folder has no ground truth).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages.")
-@click.option("--systems", default=None, help="Comma list of folio, rapidocr, tesseract, folio-ray "
+@click.option("--systems", default=None, help="Comma list of folio, rapidocr, tesseract, folio-ray, folio-ocr "
+              "(Folio reading every PDF page as a scan, decode.pdf_text=ocr: on born-digital PDFs, their "
+              "scanned twins) "
               "[default: folio,rapidocr,tesseract; with --runner ray: folio,folio-ray].")
 @click.option("--runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: time the Ray runner against the local runner on the same pages.")

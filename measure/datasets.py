@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 Polygon = tuple[tuple[float, float], ...]
 
-FORMATS = ("funsd", "sroie", "alto", "page", "lines", "synth")
+FORMATS = ("funsd", "sroie", "alto", "page", "lines", "synth", "pdf-text")
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # OCR-D line GT sometimes ships binarised/normalised variants beside the raw image.
@@ -523,6 +523,34 @@ def _read_synth(root: Path) -> Iterator[GtPage]:
         yield from pages
 
 
+def _read_pdf_text(root: Path) -> Iterator[GtPage]:
+    """Every page of every PDF under ``root``, its words what PDFium extracts from the file's own text
+    (pypdfium2's ``get_text_bounded``, a hyphen that ends a line as printed): the reference a born-digital
+    page read from the file must match.
+    Lines are the extraction's lines in the file's order (not a reading order), without boxes."""
+    import pypdfium2 as pdfium
+
+    for path in sorted(root.rglob("*.pdf"), key=lambda p: _natural_key(str(p))):
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as e:
+            log.warning("pdf-text: %s cannot be opened (%s), skipped", path, e)
+            continue
+        try:
+            for index in range(len(pdf)):
+                page = pdf[index]
+                textpage = page.get_textpage()
+                # PDFium marks a hyphen that ends a line with U+0002 and joins the lines: the page shows "-"
+                text = textpage.get_text_bounded().replace("\x02", "-\n")
+                textpage.close()
+                page.close()
+                lines = tuple(GtLine(line.strip(), None) for line in text.splitlines() if line.strip())
+                yield GtPage(f"{_rel_id(path, root, '.pdf')}#{index}", path, index, None, None, lines,
+                             _split_words([text]))
+        finally:
+            pdf.close()
+
+
 _READERS = {
     "funsd": _read_funsd,
     "sroie": _read_sroie,
@@ -530,4 +558,5 @@ _READERS = {
     "page": _read_page,
     "lines": _read_lines,
     "synth": _read_synth,
+    "pdf-text": _read_pdf_text,
 }

@@ -20,7 +20,7 @@ from pipeline.config import DecodeConfig, FolioConfig
 from pipeline.io.decode import open_document
 from pipeline.run import plan
 
-__all__ = ["evaluate", "detect_format", "load_samples", "load_page"]
+__all__ = ["evaluate", "evaluate_documents", "detect_format", "load_samples", "load_page"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,65 @@ def evaluate(
         if bar is not None:
             bar.close()
     return summarize(scores), scores
+
+
+def evaluate_documents(samples: Sequence[GtPage], config: FolioConfig,
+                       progress: bool = False) -> tuple[dict, list[PageScore]]:
+    """Folio on each sample's whole file, as ``folio run`` reads it (the decode stage, so a PDF page
+    with text of its own is read from the file; then the page stage for the pages that need OCR),
+    scored against the samples.
+
+    Only words read from the file's own text are scored (lines with ``source`` ``pdf``; all lines
+    on pages with another source), so ``folio eval pdf-text`` says whether Folio's words are the
+    file's; the summary adds ``text_sources`` (pages by ``text_source``) and ``ocr_words_added``
+    (words OCR read in image regions, on top of the file's).
+    """
+    from pipeline.stages.decode import DecodeStage
+    from pipeline.stages.factory import create_page_stage
+    from pipeline.types import DocumentRef, Page, PageImage
+
+    decode = DecodeStage(config)
+    stage = None
+    by_file: dict[Path, list[GtPage]] = {}
+    for sample in samples:
+        by_file.setdefault(sample.image_path, []).append(sample)
+    scores: list[PageScore] = []
+    sources: dict[str, int] = {}
+    added = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), unit="page", desc="eval folio (documents)", file=sys.stderr)
+    try:
+        for path, wanted in by_file.items():
+            t0 = time.perf_counter()
+            items = list(decode(DocumentRef(str(path))))
+            images = [item for item in items if isinstance(item, PageImage)]
+            if images and stage is None:
+                stage = create_page_stage(config)
+            read = [item for item in items if isinstance(item, Page)] + (stage(images) if images else [])
+            pages = {page.page_index: page for page in read}
+            seconds = (time.perf_counter() - t0) / max(len(pages), 1)
+            for sample in wanted:
+                page = pages.get(sample.page_index)
+                if page is None or page.status != "ok":
+                    scores.append(score_page(sample, [], "", seconds))
+                    continue
+                sources[page.text_source] = sources.get(page.text_source, 0) + 1
+                own = [line for line in page.lines if line.source == "pdf"] if page.text_source != "ocr" else page.lines
+                added += sum(len(line.text.split()) for line in page.lines if line not in own)
+                scores.append(score_page(sample, [(line.polygon, line.text) for line in own],
+                                         "\n".join(line.text for line in own), seconds))
+            if bar is not None:
+                bar.update(len(wanted))
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = summarize(scores)
+    summary["text_sources"] = sources
+    summary["ocr_words_added"] = added
+    return summary, scores
 
 
 def detect_format(path: str | os.PathLike) -> str | None:

@@ -37,6 +37,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageDraw
 
+from measure import pdfkinds
+
 __all__ = [
     "HostileCase",
     "CASES",
@@ -688,6 +690,8 @@ class HostileCase:
         expected: ``"ok"``, ``"partial"`` or the document's ``error_code``.
         note: why the case is there and why that outcome is right.
         page_error: for ``"partial"``: the ``error_code`` of the failed pages (also the documents row's).
+        text_source: where the pages' text must come from (``pdf``, ``ocr``), for PDFs whose text layer
+            is the point; None: not checked.
     """
 
     name: str
@@ -696,6 +700,7 @@ class HostileCase:
     expected: str
     note: str
     page_error: str | None = None
+    text_source: str | None = None
 
     @property
     def status(self) -> str:
@@ -759,6 +764,24 @@ CASES: list[HostileCase] = [
     HostileCase("pdf-junk-before-header", "mail-headers.pdf",
                 lambda: b"From: scanner@example.com\r\nSubject: scan\r\n\r\n" + pdf_pages(1, **_A6), "ok",
                 "mail headers before %PDF-: accepted within the first 1024 bytes, as PDFium does"),
+    # -- PDF text layers that lie, and born-digital extremes (measure/pdfkinds.py)
+    HostileCase("pdf-wrong-tounicode", "wrong-tounicode.pdf", lambda: pdfkinds.wrong_tounicode_pdf(), "ok",
+                "visible Helvetica whose ToUnicode map shifts every letter ('Jowpjdf'): OCR'd, not read",
+                text_source="ocr"),
+    HostileCase("pdf-private-use-text", "private-use.pdf", lambda: pdfkinds.private_use_pdf(), "ok",
+                "a ToUnicode map into the private-use area: OCR'd", text_source="ocr"),
+    HostileCase("pdf-white-on-white", "white-text.pdf", lambda: pdfkinds.white_text_pdf(), "ok",
+                "visible lines plus white text on white paper: the hidden lines are left out", text_source="pdf"),
+    HostileCase("pdf-text-off-page", "off-page-text.pdf", lambda: pdfkinds.offpage_text_pdf(), "ok",
+                "lines drawn at x=5000 pt, far outside the page box: left out", text_source="pdf"),
+    HostileCase("pdf-ocr-layer-of-another-page", "foreign-ocr-layer.pdf",
+                lambda: pdfkinds.scanned_with_ocr_layer_pdf(layer_lines=["Lorem ipsum dolor sit amet"] * 4), "ok",
+                "a scan under an invisible OCR layer from another page: OCR'd again", text_source="ocr"),
+    HostileCase("pdf-10000-born-digital-pages", "10000-pages.pdf", lambda: pdfkinds.many_pages_pdf(10_000),
+                "too_many_pages", "10,000 born-digital pages (93 KB): refused from the page count"),
+    HostileCase("pdf-200000-characters", "200000-characters.pdf", lambda: pdfkinds.dense_text_pdf(200_000), "ok",
+                "one page of 200,000 visible characters at 4 pt: read from the file in about 2 s",
+                text_source="pdf"),
     HostileCase("pdf-content-flate-bomb", "content-bomb.pdf", lambda: pdf_flate_bomb(**_A6), "ok",
                 "a 3 KB content stream that inflates to 32 MiB; PDFium has no limit on it (see docs/hostile.md)"),
     # -- images

@@ -74,6 +74,14 @@ class _Section(BaseModel):
 
 class DecodeConfig(_Section):
     pdf_dpi: int = Field(300, ge=36, le=1200, description="Resolution PDF pages are rasterised at.")
+    pdf_text: Literal["auto", "ocr"] = Field(
+        "auto",
+        description="Where a PDF page's text comes from. auto: from the file where it holds visible text with "
+        "a usable Unicode mapping (no rendering, no OCR; pages.text_source pdf), plus OCR of the page's image "
+        "regions (pdf+ocr); pages that are images, or whose only text is an invisible OCR layer or cannot be "
+        "trusted, are OCR'd. ocr: OCR every page, as a scan (to compare with the file's text, or when a "
+        "collection's PDFs carry text layers that lie in ways Folio does not notice).",
+    )
     max_pixels: int = Field(
         150_000_000,
         ge=1,
@@ -491,7 +499,8 @@ _FIELDS_NOT_FINGERPRINTED = {
 #: Settings added after rows were first written, with the value that reproduces the output from before
 #: them: at that value they are left out of the fingerprint, so an upgrade does not make every
 #: document stale.
-_ADDED_SETTINGS = {("detection", "size_multiple"): 32, ("layout", "reading_order"): "rows"}
+_ADDED_SETTINGS = {("detection", "size_multiple"): 32, ("layout", "reading_order"): "rows",
+                   ("decode", "pdf_text"): "ocr"}
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},

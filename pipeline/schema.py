@@ -17,7 +17,7 @@ from pipeline.types import Block, Dewarp, Line, Page, PageTimings, Polygon, Word
 __all__ = ["SCHEMA_VERSION", "POLYGON", "WORD", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN", "page_row",
            "page_from_row"]
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 #: Hive partition key of both tables (``run_date=YYYY-MM-DD`` folders).
 PARTITION_COLUMN = "run_date"
@@ -42,6 +42,7 @@ LINE = pa.struct(
         pa.field("block_kind", pa.string()),
         pa.field("line_index", pa.int32()),
         pa.field("words", pa.list_(WORD)),
+        pa.field("source", pa.string()),
     ]
 )
 
@@ -76,6 +77,8 @@ DOCUMENTS = pa.schema(
         pa.field("models", pa.list_(MODEL)),
         pa.field("run_id", pa.string()),
         pa.field("processed_at", pa.timestamp("us", tz="UTC")),
+        pa.field("pages_pdf_text", pa.int32()),
+        pa.field("pages_ocr", pa.int32()),
         pa.field(
             "timings_ms",
             pa.struct(
@@ -111,6 +114,7 @@ PAGES = pa.schema(
         pa.field("error_message", pa.string()),
         pa.field("config_fingerprint", pa.string()),
         pa.field("run_id", pa.string()),
+        pa.field("text_source", pa.string()),
         pa.field(
             "timings_ms",
             pa.struct(
@@ -144,6 +148,7 @@ def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
             "block_index": block_index, "block_kind": page.blocks[block_index].kind, "line_index": line_index,
             "words": [{"text": w.text, "confidence": float(w.confidence), "polygon": _polygon(w.polygon)}
                       for w in line.words],
+            "source": line.source,
         }
         for block_index, line_index, line in page.iter_lines()
     ]
@@ -155,6 +160,7 @@ def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
         "text": page.text, "mean_confidence": page.mean_confidence, "line_count": len(lines), "lines": lines,
         "status": page.status, "error_code": page.error_code, "error_message": page.error_message,
         "config_fingerprint": fingerprint, "run_id": run_id,
+        "text_source": page.text_source if page.status == "ok" else None,
         "timings_ms": {"decode": t.decode, "detect": t.detect, "recognize": t.recognize},
     }
 
@@ -173,7 +179,8 @@ def page_from_row(row: dict, key: str | None = None) -> Page:
         kinds.setdefault(b, line.get("block_kind") or "text")
         words = tuple(Word(w["text"], float(w["confidence"]), _tuple_polygon(w["polygon"]))
                       for w in (line.get("words") or []))
-        blocks[b].append(Line(line["text"], float(line["confidence"]), _tuple_polygon(line["polygon"]), words))
+        blocks[b].append(Line(line["text"], float(line["confidence"]), _tuple_polygon(line["polygon"]), words,
+                              line.get("source") or "ocr"))
     timings = row.get("timings_ms") or {}
     return Page(
         key=key or row["doc_id"], doc_id=row["doc_id"], page_index=int(row["page_index"]),
@@ -184,4 +191,5 @@ def page_from_row(row: dict, key: str | None = None) -> Page:
         text=row.get("text") or "",
         status=row["status"], error_code=row.get("error_code"), error_message=row.get("error_message"),
         timings=PageTimings(timings.get("decode"), None, timings.get("detect"), timings.get("recognize")),
+        text_source=row.get("text_source") or "ocr",
     )

@@ -4,9 +4,9 @@ and the tally of a run.
 The page model is the one representation of a page from recognition to every
 output::
 
-    Page (doc_id, page_index, width, height, dpi, dewarp: what dewarping did)
+    Page (doc_id, page_index, width, height, dpi, dewarp: what dewarping did, text_source)
       blocks: Block (kind, polygon)
-        lines: Line (text, confidence, polygon)
+        lines: Line (text, confidence, polygon, source)
           words: Word (text, confidence, polygon)
 
 Polygons are four (x, y) corners, clockwise from the top-left one, in pixels
@@ -37,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "BLOCK_KINDS",
+    "TEXT_SOURCES",
     "Polygon",
     "DocumentRef",
     "Word",
@@ -98,21 +99,29 @@ class Word:
     polygon: Polygon
 
 
+#: Where a page's text comes from: OCR of its pixels, the PDF's own text (read from the file), or
+#: both (the file's text plus OCR of the page's image regions).
+TEXT_SOURCES = ("ocr", "pdf", "pdf+ocr")
+
+
 @dataclass(frozen=True)
 class Line:
-    """One recognised line.
+    """One line of text: recognised, or read from a PDF's text.
 
     Attributes:
-        text: recognised characters.
-        confidence: mean probability of the characters the line's text is made of, 0..1.
+        text: the line's characters.
+        confidence: mean probability of the characters the line's text is made of, 0..1 (1.0 for
+            text read from the file).
         polygon: the line's quadrilateral.
         words: the line's words, left to right.
+        source: ``ocr`` (recognised on the page's pixels) or ``pdf`` (the file's own text).
     """
 
     text: str
     confidence: float
     polygon: Polygon
     words: tuple[Word, ...] = ()
+    source: str = "ocr"
 
 
 #: What a block can be: body text, a heading (a block of few lines much taller than the page's
@@ -192,6 +201,7 @@ class Page:
         status: ``ok`` or ``error``.
         error_code / error_message: why the page failed.
         timings: where the page's time went.
+        text_source: where its text comes from, one of :data:`TEXT_SOURCES`.
         geometry: between the stages of one OCR worker only: the map from the dewarped image
             the polygons refer to back to original pixels; None once they are in original pixels.
     """
@@ -209,6 +219,7 @@ class Page:
     error_code: str | None = None
     error_message: str | None = None
     timings: PageTimings = PageTimings()
+    text_source: str = "ocr"
     geometry: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -247,6 +258,10 @@ class PageImage:
         geometry: the map from ``image`` back to the original pixels (set by the dewarp stage;
             None while ``image`` is the original).
         timings: decoding and dewarping times so far.
+        text_source: ``ocr``, or ``pdf+ocr`` for a PDF page whose text is read from the file
+            except in its image regions, which are all of ``image`` that is not white.
+        text_layer: the lines the file's text gives (``pdf+ocr``), in the pixels of ``image``.
+        ocr_regions: where the page's image regions are (``pdf+ocr``).
     """
 
     key: str
@@ -259,6 +274,9 @@ class PageImage:
     dewarp: Dewarp = field(default_factory=Dewarp)
     geometry: Any = None
     timings: PageTimings = field(default_factory=PageTimings)
+    text_source: str = "ocr"
+    text_layer: tuple[Line, ...] = ()
+    ocr_regions: tuple[Polygon, ...] = ()
 
     def __post_init__(self) -> None:
         shape = np.shape(self.image)
@@ -269,7 +287,7 @@ class PageImage:
         """This page as an error :class:`Page`."""
         return Page(self.key, self.doc_id, self.page_index, self.width, self.height, self.dpi, self.dewarp,
                     status="error", error_code=code, error_message=message,
-                    timings=dataclasses.replace(self.timings, **timings))
+                    timings=dataclasses.replace(self.timings, **timings), text_source=self.text_source)
 
 
 @dataclass(frozen=True)

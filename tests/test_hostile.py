@@ -83,6 +83,9 @@ def _check_outcomes(dest: Path, corpus) -> dict[str, dict]:
         if case.status == "partial":  # the failed pages say why; the others are ok
             statuses = {pg["status"] for pg in pages if pg["doc_id"] == row["doc_id"]}
             assert statuses == {"ok", "error"}, case.name
+        if case.text_source:  # a text layer that lies is OCR'd; one that hides some text is read without it
+            sources = {pg["text_source"] for pg in pages if pg["doc_id"] == row["doc_id"]}
+            assert sources == {case.text_source}, case.name
     # The 200-inch page was rendered below the configured DPI to fit max_pixels, not refused.
     banner = next(by_uri[u][0] for u, c in cases.items() if c.name == "pdf-200-inches-wide")
     [page] = [pg for pg in pages if pg["doc_id"] == banner["doc_id"]]

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.run import run
+from measure import pdfkinds
 from tests import badinputs
 from tests.conftest import FAST, SMALL_RAY, read_rows
 
@@ -28,6 +29,8 @@ def inputs(scans, tmp_path_factory) -> Path:
     (src / "zero.pdf").write_bytes(badinputs.zero_bytes())
     (src / "truncated.pdf").write_bytes(badinputs.truncated_pdf())
     shutil.copy(next(src.glob("*.png")), src / "twin.png")  # same bytes twice
+    (src / "born-digital.pdf").write_bytes(pdfkinds.born_digital_pdf())  # read from the file, in the decode task
+    (src / "mixed.pdf").write_bytes(pdfkinds.mixed_pdf())  # its image region OCR'd in an actor
     return src
 
 
@@ -42,12 +45,15 @@ def test_ray_and_local_runners_write_the_same_rows(inputs, tmp_path, local_ray):
                 for d in _rows(dest, "documents")}
 
     assert docs(tmp_path / "local") == docs(tmp_path / "ray")
+    sources = {p["text_source"] for p in _rows(tmp_path / "ray", "pages")}
+    assert {"ocr", "pdf", "pdf+ocr"} <= sources
     lp = {(p["doc_id"], p["page_index"]): p for p in _rows(tmp_path / "local", "pages")}
     rp = {(p["doc_id"], p["page_index"]): p for p in _rows(tmp_path / "ray", "pages")}
     assert lp.keys() == rp.keys()
     for key, a in lp.items():
         b = rp[key]
-        assert (a["text"], a["status"], a["width"], a["height"]) == (b["text"], b["status"], b["width"], b["height"])
+        assert (a["text"], a["status"], a["width"], a["height"], a["text_source"]) == \
+            (b["text"], b["status"], b["width"], b["height"], b["text_source"])
         assert len(a["lines"]) == len(b["lines"])
         for la, lb in zip(a["lines"], b["lines"]):
             assert la["text"] == lb["text"]

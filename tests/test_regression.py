@@ -17,6 +17,7 @@ and says why in its commit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -64,6 +65,29 @@ def _round(polygon) -> list[list[float]] | None:
     return None if polygon is None else [[round(x, 2), round(y, 2)] for x, y in polygon]
 
 
+#: A page with more lines is recorded by digests of its text and lines (the 200,000-character page of the
+#: hostile corpus, read from the file: no model in the way, so its rows are exact).
+_DIGEST_LINES = 200
+
+
+def _digest(value) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(value, ensure_ascii=False).encode()).hexdigest()
+
+
+def _page(p: dict) -> dict:
+    text = p["text"]
+    lines = [[line["text"], line["block_index"], line["line_index"], _round(line["polygon"])] for line in p["lines"]]
+    if len(lines) > _DIGEST_LINES:
+        text, lines = _digest(text), _digest(lines)
+    return {
+        "page_index": p["page_index"], "status": p["status"], "error_code": p["error_code"],
+        "width": p["width"], "height": p["height"], "rotation": p["rotation"],
+        "skew_deg": round(p["skew_deg"], 3), "quad": _round(p["quad"]),
+        "curl_corrected": p["curl_corrected"], "text": text, "line_count": p["line_count"],
+        "text_source": p["text_source"], "lines": lines,
+    }
+
+
 def _rows(src: Path, dest: Path) -> dict[str, dict]:
     """Per input (its path under ``src``): the documents row and its pages, as the test compares them."""
     docs = ds.dataset(dest / "documents", partitioning="hive").to_table().to_pylist()
@@ -76,17 +100,7 @@ def _rows(src: Path, dest: Path) -> dict[str, dict]:
         out[rel] = {
             "status": d["status"], "error_code": d["error_code"], "mime": d["mime"],
             "page_count": d["page_count"], "pages_ok": d["pages_ok"],
-            "pages": [
-                {
-                    "page_index": p["page_index"], "status": p["status"], "error_code": p["error_code"],
-                    "width": p["width"], "height": p["height"], "rotation": p["rotation"],
-                    "skew_deg": round(p["skew_deg"], 3), "quad": _round(p["quad"]),
-                    "curl_corrected": p["curl_corrected"], "text": p["text"], "line_count": p["line_count"],
-                    "lines": [[line["text"], line["block_index"], line["line_index"], _round(line["polygon"])]
-                              for line in p["lines"]],
-                }
-                for p in sorted(pages.get(d["doc_id"], []), key=lambda p: p["page_index"])
-            ],
+            "pages": [_page(p) for p in sorted(pages.get(d["doc_id"], []), key=lambda p: p["page_index"])],
         }
     return out
 

@@ -28,7 +28,7 @@ __all__ = ["BENCH_SYSTEMS", "bench", "merge_runs"]
 log = logging.getLogger(__name__)
 
 #: What ``folio bench`` can time: the systems, plus Folio's Ray runner.
-BENCH_SYSTEMS = (*SYSTEMS, "folio-ray")
+BENCH_SYSTEMS = (*SYSTEMS, "folio-ray", "folio-ocr")
 
 
 def bench(

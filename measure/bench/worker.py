@@ -31,7 +31,10 @@ __all__ = ["run_worker"]
 
 def run_worker(args: dict) -> dict:
     """Time one system on the pages (in its own process; see :func:`measure.bench.core.bench`)."""
-    config = load_config(args.get("config"), args.get("overrides") or {})
+    overrides = dict(args.get("overrides") or {})
+    if args["system"] == "folio-ocr":
+        overrides["decode.pdf_text"] = "ocr"
+    config = load_config(args.get("config"), overrides)
     samples = load_samples(args["path"], args.get("format"), args.get("limit"))
     system_name = args["system"]
     repeat = args["repeat"]
@@ -62,8 +65,9 @@ def run_worker(args: dict) -> dict:
         result["ray_memory_by_role_mb"] = sampler.summary()
         result["models_loaded_in_timing"] = True
         result["cpu_seconds_by_role"] = sampler.cpu_summary()
-    elif system_name == "folio":
-        # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet.
+    elif system_name in ("folio", "folio-ocr"):
+        # Folio's local runner end to end: read, decode, OCR, assemble, write Parquet. folio-ocr reads
+        # PDFs as scans (decode.pdf_text: ocr): on born-digital PDFs, their scanned twins, in the same run.
         # Against the peers, the models load once, outside the timing, like the peers' models. Against
         # the Ray runner (`models_in_run`), each timed run loads them itself, as `folio run` does and as
         # every Ray run does in its actors: what is left between the two is Ray's own cost.

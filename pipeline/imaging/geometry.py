@@ -17,7 +17,8 @@ import numpy as np
 
 from pipeline.types import Block, Line, Page, Word
 
-__all__ = ["CropFrame", "crop_quad", "crop_with_frame", "split_at_gaps", "text_ink", "word_boxes", "page_to_original"]
+__all__ = ["CropFrame", "Shift", "crop_quad", "crop_with_frame", "split_at_gaps", "text_ink", "word_boxes",
+           "page_to_original"]
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,23 @@ def text_ink(crop: np.ndarray) -> np.ndarray | None:
     return ink & (1 - (long_runs & (1 - thick)))
 
 
+class Shift:
+    """The geometry of a window cut from a page: its pixels map to the page's by an offset.
+
+    Attributes:
+        dx / dy: where the window's top-left pixel lies on the page.
+        size: the window's (height, width).
+    """
+
+    identity = False
+
+    def __init__(self, dx: float, dy: float, size: tuple[int, int]):
+        self.dx, self.dy, self.size = float(dx), float(dy), size
+
+    def map_quads(self, quads: np.ndarray) -> np.ndarray:
+        return np.asarray(quads, np.float64) + np.array([self.dx, self.dy])
+
+
 def page_to_original(page: Page) -> Page:
     """The page with every polygon mapped from the dewarped image it was read from to original
     pixels through ``page.geometry``, which is then cleared; a page without one is returned as it is."""
@@ -207,7 +225,7 @@ def page_to_original(page: Page) -> Page:
     mapped_words = iter(_mapped(geometry, word_polys) if word_polys else [])
     new_lines = iter([
         Line(line.text, line.confidence, poly,
-             tuple(Word(w.text, w.confidence, next(mapped_words)) for w in line.words))
+             tuple(Word(w.text, w.confidence, next(mapped_words)) for w in line.words), line.source)
         for line, poly in zip(lines, mapped_lines)
     ])
     blocks = tuple(Block(tuple(next(new_lines) for _ in block.lines), block.kind) for block in page.blocks)

@@ -51,6 +51,7 @@ from pipeline.errors import (
     TooManyPages,
     UnsupportedFormat,
 )
+from pipeline.io.pdftext import TextLayer, read_text_layer
 
 __all__ = [
     "MIME_PDF",
@@ -390,6 +391,24 @@ class _PdfDocument(Document):
         self._pdf = pdf
         super().__init__(MIME_PDF, count, config)
 
+    def _dpi(self, page: pdfium.PdfPage, where: str) -> float:
+        """The resolution the page is rendered at: ``decode.pdf_dpi``, or less to fit ``decode.max_pixels``."""
+        width_pt, height_pt = page.get_size()
+        if not (math.isfinite(width_pt) and math.isfinite(height_pt) and width_pt > 0 and height_pt > 0):
+            raise CorruptFile(f"{where} has an invalid size {width_pt}x{height_pt} pt", code="corrupt_pdf")
+        dpi = _fit_dpi(width_pt, height_pt, self._config.pdf_dpi, self._config.max_pixels)
+        if _pdf_pixels(width_pt, height_pt, dpi) > self._config.max_pixels:
+            raise ImageTooLarge(
+                f"{where} ({width_pt:.0f}x{height_pt:.0f} pt) does not fit in "
+                f"decode.max_pixels={self._config.max_pixels} at any resolution"
+            )
+        if dpi != self._config.pdf_dpi:
+            log.info(
+                "%s (%.0fx%.0f pt) rendered at %.2f dpi instead of %d to stay within max_pixels=%d",
+                where, width_pt, height_pt, dpi, self._config.pdf_dpi, self._config.max_pixels,
+            )
+        return dpi
+
     def _decode(self, index: int) -> tuple[np.ndarray, float | None]:
         where = f"PDF page {index + 1}"
         with _PDFIUM_LOCK:
@@ -398,20 +417,7 @@ class _PdfDocument(Document):
             except pdfium.PdfiumError as e:
                 raise CorruptFile(f"{where} cannot be loaded: {e}", code="corrupt_pdf") from e
             try:
-                width_pt, height_pt = page.get_size()
-                if not (math.isfinite(width_pt) and math.isfinite(height_pt) and width_pt > 0 and height_pt > 0):
-                    raise CorruptFile(f"{where} has an invalid size {width_pt}x{height_pt} pt", code="corrupt_pdf")
-                dpi = _fit_dpi(width_pt, height_pt, self._config.pdf_dpi, self._config.max_pixels)
-                if _pdf_pixels(width_pt, height_pt, dpi) > self._config.max_pixels:
-                    raise ImageTooLarge(
-                        f"{where} ({width_pt:.0f}x{height_pt:.0f} pt) does not fit in "
-                        f"decode.max_pixels={self._config.max_pixels} at any resolution"
-                    )
-                if dpi != self._config.pdf_dpi:
-                    log.info(
-                        "%s (%.0fx%.0f pt) rendered at %.2f dpi instead of %d to stay within max_pixels=%d",
-                        where, width_pt, height_pt, dpi, self._config.pdf_dpi, self._config.max_pixels,
-                    )
+                dpi = self._dpi(page, where)
                 bitmap = page.render(scale=dpi / 72, rev_byteorder=True)  # 3-byte RGB on white
                 try:
                     # Copy: the bitmap's rows may be padded, and its buffer dies with it.
@@ -423,6 +429,29 @@ class _PdfDocument(Document):
             finally:
                 page.close()
         return image, dpi
+
+    def text_layer(self, index: int) -> TextLayer:
+        """The page's own text and where its text should come from (:func:`~pipeline.io.pdftext.read_text_layer`),
+        in the pixels :meth:`page` would render it at.
+
+        Raises:
+            CorruptFile: the page or its text cannot be loaded.
+            ImageTooLarge: the page does not fit in ``decode.max_pixels`` at any resolution.
+        """
+        if self._closed:
+            raise ValueError("document is closed")
+        where = f"PDF page {index + 1}"
+        with _PDFIUM_LOCK:
+            try:
+                page = self._pdf[index]
+            except pdfium.PdfiumError as e:
+                raise CorruptFile(f"{where} cannot be loaded: {e}", code="corrupt_pdf") from e
+            try:
+                return read_text_layer(page, self._dpi(page, where))
+            except pdfium.PdfiumError as e:
+                raise CorruptFile(f"{where}: its text cannot be read: {e}", code="corrupt_pdf") from e
+            finally:
+                page.close()
 
     def _release(self) -> None:
         with _PDFIUM_LOCK:

@@ -70,14 +70,18 @@ def read_table(
         if run_ids is not None and not any(name.startswith(f"part-{r}-") for r in run_ids):
             continue
         try:
-            part = pq.read_table(io.BytesIO(storage.read(path)), columns=wanted)
+            file = pq.ParquetFile(io.BytesIO(storage.read(path)))
+            # a file written before a column existed is read without it (and gets it as null below)
+            part = file.read(columns=[c for c in wanted if c in file.schema_arrow.names])
         except (pa.ArrowException, OSError) as e:
             raise StorageError(f"output file {path} is unreadable: {e}", retryable=False) from e
         parts.append(part)
+    empty = pa.schema([table_schema.field(c) for c in wanted]).empty_table()
     if not parts:
-        return pa.schema([table_schema.field(c) for c in wanted]).empty_table()
-    # Files written before a column or a nested field existed (words, schema version 1) get it as null.
-    return pa.concat_tables(parts, promote_options="permissive")
+        return empty
+    # Files written before a column or a nested field existed (words, schema version 1; text_source,
+    # version 4) get it as null.
+    return pa.concat_tables([empty, *parts], promote_options="permissive").select(wanted)
 
 
 def latest_documents(dest: str, storage_config: StorageConfig | None = None, per: str = "doc_id",

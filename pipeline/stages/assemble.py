@@ -27,7 +27,8 @@ __all__ = ["Assembler"]
 log = logging.getLogger(__name__)
 
 #: What a documents row for an input with the same bytes as an earlier one copies from it.
-_TWIN_FIELDS = ("mime", "page_count", "pages_ok", "status", "error_code", "error_message")
+_TWIN_FIELDS = ("mime", "page_count", "pages_ok", "status", "error_code", "error_message", "pages_pdf_text",
+                "pages_ocr")
 
 
 @dataclass(eq=False)
@@ -188,6 +189,8 @@ class Assembler:
             "pipeline_version": __version__, "config_fingerprint": self.fingerprint,
             "engine": engine_label(self.config.engine), "models": self.models, "run_id": self.run_id,
             "processed_at": dt.datetime.now(dt.timezone.utc),
+            "pages_pdf_text": sum(1 for p in pages if p.status == "ok" and p.text_source != "ocr"),
+            "pages_ocr": sum(1 for p in pages if p.status == "ok" and p.text_source != "pdf"),
             "timings_ms": {"read": read_ms, "decode": decode_ms, "ocr": ocr_ms, "total": read_ms + decode_ms + ocr_ms},
         }
 

@@ -2,6 +2,10 @@
 decoded page (or an error :class:`~pipeline.types.Page` for a page that would not decode), then the
 input's :class:`~pipeline.types.SourceDocument`.
 
+A PDF page whose text the file holds (``decode.pdf_text: auto``) is read here,
+not rendered: it leaves as a finished :class:`~pipeline.types.Page`
+(``text_source`` ``pdf``), in reading order, and skips OCR.
+
 Nothing raises for a bad input: a read or decode failure is the source
 document's ``failure``, a bad page an error page. An input larger than
 ``decode.max_file_bytes`` is refused from the size the listing (or the object
@@ -17,8 +21,10 @@ from collections.abc import Callable, Iterator
 
 from pipeline.config import FolioConfig
 from pipeline.errors import FileTooLarge, FolioError
-from pipeline.io.decode import open_document
+from pipeline.io.decode import MIME_PDF, open_document
 from pipeline.io.storage import Storage, get_storage
+from pipeline.stages.layout import order_lines
+from pipeline.stages.textlayer import ocr_window
 from pipeline.types import DocumentRef, Failure, Item, Page, PageImage, PageTimings, SourceDocument
 
 __all__ = ["DecodeStage", "unread_doc_id"]
@@ -79,15 +85,18 @@ class DecodeStage:
             with open_document(data, self.config.decode) as document:
                 del data
                 doc.mime, doc.page_count = document.mime, document.page_count
-                for index, image, dpi, error in document.pages():
+                pages = self._pdf_pages(ref.uri, doc.doc_id, document) \
+                    if document.mime == MIME_PDF and self.config.decode.pdf_text == "auto" else \
+                    (self._image_page(ref.uri, doc.doc_id, *page) for page in document.pages())
+                for item in pages:
                     ms = (time.perf_counter() - t1) * 1000
                     decode_ms += ms
                     doc.pages_seen += 1
-                    if error is not None:
-                        yield Page(ref.uri, doc.doc_id, index, status="error", error_code=error.code,
-                                   error_message=error.message, timings=PageTimings(decode=ms))
+                    if isinstance(item, PageImage):
+                        item.timings = PageTimings(decode=ms)
                     else:
-                        yield PageImage(ref.uri, doc.doc_id, index, image, dpi, timings=PageTimings(decode=ms))
+                        item = item.replace(timings=PageTimings(decode=ms))
+                    yield item
                     t1 = time.perf_counter()
         except FolioError as e:
             doc.failure = Failure(e.code, e.message, e.retryable)
@@ -97,3 +106,35 @@ class DecodeStage:
             doc.failure = Failure(err.code, err.message, err.retryable)
         doc.decode_ms = decode_ms
         yield doc
+
+    @staticmethod
+    def _image_page(key: str, doc_id: str, index: int, image, dpi, error: FolioError | None) -> Page | PageImage:
+        if error is not None:
+            return Page(key, doc_id, index, status="error", error_code=error.code, error_message=error.message)
+        return PageImage(key, doc_id, index, image, dpi)
+
+    def _pdf_pages(self, key: str, doc_id: str, document) -> Iterator[Page | PageImage]:
+        """A PDF's pages with ``decode.pdf_text: auto``: a page whose text the file holds is read from it
+        (a finished :class:`~pipeline.types.Page`, nothing rendered); of a page with image regions besides,
+        the window around them goes to OCR, its text attached; any other page is rendered for OCR as a
+        scan (:mod:`pipeline.io.pdftext` decides)."""
+        for index in range(document.page_count):
+            try:
+                layer = document.text_layer(index)
+                if layer.source == "pdf":
+                    blocks, text = order_lines(layer.lines, layer.height, self.config.layout.reading_order)
+                    yield Page(key, doc_id, index, layer.width, layer.height, layer.dpi, blocks=blocks, text=text,
+                               text_source="pdf")
+                    continue
+                log.debug("page %d of %s goes to OCR (%s): %s", index, key, layer.source, layer.reason)
+                image, dpi = document.page(index)
+            except FolioError as e:
+                yield self._image_page(key, doc_id, index, None, None, e)
+                continue
+            if layer.source == "pdf+ocr":
+                window, shift = ocr_window(image, layer.ocr_regions)
+                yield PageImage(key, doc_id, index, window, dpi, width=image.shape[1], height=image.shape[0],
+                                geometry=shift, text_source="pdf+ocr", text_layer=layer.lines,
+                                ocr_regions=layer.ocr_regions)
+            else:
+                yield PageImage(key, doc_id, index, image, dpi)

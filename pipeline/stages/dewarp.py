@@ -43,6 +43,8 @@ class DewarpStage:
         image = np.asarray(page.image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             return page  # not a page image: the OCR stage says so in its row
+        if page.text_source != "ocr":
+            return page  # a PDF page with text in the file: flat, upright, its lines in these pixels
         t0 = time.perf_counter()
         try:
             flat, geometry = self.dewarper(image)

@@ -10,6 +10,10 @@ order, and a last step that maps every polygon to original pixels:
 - ``plugins.stage`` (``module:callable``): the user's factory builds a stage
   that takes the place of all of them (custom engines, fault injection in tests).
 
+A ``pdf+ocr`` page (a PDF page whose text is read from the file, except in
+its image regions) gets the file's lines back as soon as a step has read it
+(:func:`~pipeline.stages.textlayer.merge_text_layer`), before layout.
+
 A stage that raises on a batch is run again page by page, and a page it
 raises on becomes that page's error row: whatever fails, the other pages of
 the batch go on.
@@ -25,6 +29,7 @@ from pipeline.config import FolioConfig
 from pipeline.errors import ConfigError, FolioError
 from pipeline.imaging.geometry import page_to_original
 from pipeline.models.zoo import ModelFile
+from pipeline.stages.textlayer import merge_text_layer
 from pipeline.types import Page, PageImage
 
 __all__ = ["PageStage", "create_page_stage", "stage_models"]
@@ -56,6 +61,8 @@ class PageStage:
             if not going:
                 break
             for i, out in zip(going, _run_step(name, step, [items[i] for i in going])):
+                if isinstance(items[i], PageImage) and isinstance(out, Page):  # read: join the file's text
+                    out = merge_text_layer(items[i], out)
                 items[i] = out
         done = []
         for item in items:

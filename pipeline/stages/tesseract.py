@@ -74,7 +74,7 @@ class TesseractStage:
         ms = (time.perf_counter() - t0) * 1000
         return Page(page.key, page.doc_id, page.page_index, page.width, page.height, page.dpi, page.dewarp,
                     blocks=(Block(tuple(lines)),) if lines else (),
-                    timings=PageTimings(decode=page.timings.decode, recognize=ms))
+                    timings=PageTimings(decode=page.timings.decode, recognize=ms), geometry=page.geometry)
 
     @staticmethod
     def _line(line: TsvLine) -> Line:

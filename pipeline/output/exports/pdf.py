@@ -565,8 +565,11 @@ def _num_obj(value: float) -> pikepdf.Object | float:
 
 
 def _words(page: Page) -> Iterable[list[tuple[str, Polygon]]]:
-    """Each line's words (text, polygon) in reading order; a line without words as one word."""
+    """Each OCR'd line's words (text, polygon) in reading order; a line without words as one word. Lines
+    read from a PDF's own text get no layer: the page shows them as real text already."""
     for line in page.lines:
+        if line.source == "pdf":
+            continue
         words = [(w.text, w.polygon) for w in line.words if w.text.strip() and w.polygon]
         if not words and line.text.strip() and line.polygon:
             words = [(line.text.strip(), line.polygon)]
