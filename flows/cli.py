@@ -71,6 +71,8 @@ def flows() -> None:
 @click.option("--below-confidence", type=float, help="reprocess: documents with a lower mean line confidence.")
 @click.option("--error-code", "error_codes", multiple=True, help="reprocess: documents with this error code.")
 @click.option("--everything", is_flag=True, default=None, help="reprocess: every document under DEST.")
+@click.option("--fields-only", is_flag=True, default=None,
+              help="reprocess: extract the selected documents' invoice fields again from their pages, without OCR.")
 @click.option("-p", "--param", "extra", multiple=True, metavar="KEY=VALUE", help="Any other flow parameter.")
 def run_cmd(flow_name: str, config_path, sets, extra, **options) -> None:
     """Run FLOW once, now, under Prefect (embedded server unless PREFECT_API_URL is set)."""

@@ -293,8 +293,13 @@ def collect(report: FlowReport, config: FolioConfig) -> FlowReport:
     return report
 
 
+#: The artifact lists at most this many documents that need review (the Parquet has them all).
+_REVIEW_ROWS = 200
+
+
 def report_markdown(report: FlowReport) -> str:
-    """The artifact: documents, pages, errors by code, pages/s, mean confidence, lowest-confidence documents."""
+    """The artifact: documents, pages, errors by code, pages/s, mean confidence, lowest-confidence documents;
+    with fields, the documents that need review (and why) and the fields found."""
     t = report.tally
     conf = f"{t.mean_confidence:.3f}" if t.mean_confidence is not None else "n/a"
     lines = [
@@ -326,6 +331,18 @@ def report_markdown(report: FlowReport) -> str:
         lines += [f"| `{code}` | {n} |" for code, n in sorted(t.errors_by_code.items(), key=lambda kv: -kv[1])]
     else:
         lines.append("None.")
+    if t.fields_found or t.needs_review:
+        lines += ["", f"## Needs review: {len(t.needs_review)} of {t.documents} documents", ""]
+        if t.needs_review:
+            lines += ["| source | reasons | doc_id |", "|---|---|---|"]
+            lines += [f"| `{d['source_uri']}` | {', '.join(d['reasons'])} | `{d['doc_id'][:16]}` |"
+                      for d in t.needs_review[:_REVIEW_ROWS]]
+            if len(t.needs_review) > _REVIEW_ROWS:
+                lines.append(f"| ... {len(t.needs_review) - _REVIEW_ROWS} more (documents.needs_review) | | |")
+        else:
+            lines.append("None.")
+        lines += ["", "## Fields found", "", "| field | documents |", "|---|---|"]
+        lines += [f"| `{name}` | {n} |" for name, n in sorted(t.fields_found.items())]
     lines += ["", "## Lowest-confidence documents", ""]
     if t.lowest_confidence:
         lines += ["| mean confidence | source | doc_id |", "|---|---|---|"]

@@ -3,7 +3,8 @@
 Selection criteria (all given must hold): doc ids, a source prefix, a date
 range of ``processed_at``, a config fingerprint other than the current one
 (``stale``) or named fingerprints, mean confidence below a value, error codes.
-Each is judged on a document's newest row. New rows carry the new config's
+Each is judged on a document's newest row. ``fields_only`` extracts the
+selected documents' invoice fields again from their pages, without OCR. New rows carry the new config's
 fingerprint; old rows stay, and readers take the newest per ``doc_id``
 (:data:`pipeline.output.catalog.LATEST_DOCUMENTS_SQL`).
 """
@@ -17,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import FlowReport, JobParams, check_error_rate, export_task, prepare, publish_report, run_shards
+from pipeline.config import FolioConfig
 from pipeline.output.catalog import Selection, select_documents
 
 __all__ = ["reprocess_flow"]
@@ -25,6 +27,19 @@ __all__ = ["reprocess_flow"]
 @task(name="select", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def select_task(dest, selection, fingerprint, storage_config):
     return select_documents(dest, selection, fingerprint, storage_config)
+
+
+@task(name="fields", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def fields_task(dest: str, selection: Selection, config: FolioConfig) -> FlowReport:
+    """The fields of the selected documents, extracted again from their pages into a new run under ``dest``."""
+    from pipeline.output.refields import extract_fields
+
+    result = extract_fields(dest, dest, config, selection=selection)
+    get_run_logger().info("fields of %d documents extracted again (%d need review)", result.tally.documents,
+                          len(result.needs_review))
+    return FlowReport(flow="reprocess", dest=dest, fingerprint="", planned=result.tally.documents, shards=1,
+                      batch_id=result.tally.run_id, run_ids=[result.tally.run_id], seconds=result.tally.seconds,
+                      selection=f"{selection.describe()} (fields only)")
 
 
 @flow(name="reprocess", description="Rerun a selection of already processed documents with a given config.")
@@ -44,6 +59,7 @@ def reprocess_flow(
     shard_size: int | None = None,
     runner: Literal["ray", "local"] = "ray",
     ray_address: str | None = None,
+    fields_only: bool = False,
 ) -> FlowReport:
     """Reprocess the documents under ``dest`` that the selection picks, with ``config``.
 
@@ -62,6 +78,8 @@ def reprocess_flow(
         shard_size: documents per shard (default ``jobs.shard_size``).
         runner: ``ray`` (default) or ``local``.
         ray_address: Ray cluster (default ``RAY_ADDRESS``, else a local Ray).
+        fields_only: extract the fields of the selected documents again from their pages (``folio
+            fields``), without OCR: after a change to the fields stage or its settings.
     """
     if below_confidence is not None and not 0 <= below_confidence <= 1:
         raise ValueError(f"below_confidence must be between 0 and 1, got {below_confidence}")
@@ -78,6 +96,10 @@ def reprocess_flow(
     if selection.empty:
         raise ValueError("reprocess needs a selection: doc_ids, source_prefix, since/until, stale, "
                          "fingerprints, below_confidence, error_codes or everything")
+    if fields_only:
+        report = fields_task(params.dest, selection, cfg)
+        publish_report(report, cfg, key="folio-reprocess")
+        return report
     selected = select_task(params.dest, selection, fingerprint, cfg.storage)
     get_run_logger().info("selected %d of %d documents (%d inputs): %s", len(selected.doc_ids), selected.considered,
                           len(selected.refs), selection.describe())

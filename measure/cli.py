@@ -41,9 +41,11 @@ __all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo"]
 @click.option("--distort", type=click.Choice(["perspective", "rotate", "skew", "curl", "all"]), default=None,
               help="Warp every page: a photo on a table, a quarter turn, a 2-15 degree skew, a curled book page; "
               "all: one sub-folder of --pages pages each. Ground truth keeps the flat text.")
+@click.option("--anomaly", type=click.Choice(["no-total", "two-totals", "amounts-mismatch", "date-order"]), default=None,
+              help="Invoices only: draw each with this fault; its JSON says so and what a review should flag.")
 @click.option("--hostile", is_flag=True, help="Instead, write the hostile-input corpus (measure/hostile.py) and "
               "hostile_manifest.json with each input's expected outcome; other options are ignored.")
-def synth(dest, pages, kind, seed, formats, clean, dpi, distort, hostile):
+def synth(dest, pages, kind, seed, formats, clean, dpi, distort, anomaly, hostile):
     """Write synthetic scanned documents with ground truth (a JSON per document) into DEST."""
     if hostile:
         _synth_hostile(dest)
@@ -53,7 +55,7 @@ def synth(dest, pages, kind, seed, formats, clean, dpi, distort, hostile):
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     try:
         paths = synth_mod.generate(dest, pages, kind, seed=seed, formats=fmts, damage=not clean, dpi=dpi,
-                                   distort=distort)
+                                   distort=distort, anomaly=anomaly)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     total = pages * (4 if distort == "all" else 1)
@@ -118,17 +120,21 @@ def demo(workdir, pages):
 
 
 @click.command("eval")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(list(FORMATS)))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice([*FORMATS, "sroie-keys", "invoice2data"]))
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--system", type=click.Choice(["folio", "rapidocr", "tesseract", "gt-lines"]), default="folio",
               show_default=True, help="gt-lines: no OCR; Folio's layout stage orders the ground truth's own lines "
-              "(boxes and text), so the reading-order CER measures the order alone.")
+              "(boxes and text), so the reading-order CER measures the order alone (sroie-keys: the fields "
+              "stage reads them, so the score is the extraction's alone).")
 @config_option
 @set_option
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages (sorted by id).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages (sorted by id); documents for "
+              "sroie-keys and invoice2data.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the summary and per-page scores here.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-page table.")
-def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
+@click.option("--from-output", "from_output", metavar="DEST", help="sroie-keys, invoice2data: take the pages from "
+              "this Folio output (`folio run` of the set's files) instead of reading the files again.")
+def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_output):
     """Run OCR over a labelled set in FORMAT at PATH and score it.
 
     Word precision/recall/F1 (bag of NFKC whitespace tokens per page), CER of
@@ -138,9 +144,37 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet):
     pdf-text: every page of the PDFs at PATH against the words PDFium extracts
     from the file's own text; Folio reads each whole file as ``folio run`` does,
     and the words it read from the file are scored (word F1 1.0: the file's words).
+
+    sroie-keys, invoice2data: the invoice and receipt fields (supplier, dates,
+    total...) the fields stage finds, against the set's key fields: per-field
+    precision/recall/F1, confidence calibration, review flags, time per document
+    (measure/fields_eval.py says how values are compared).
     """
     import json
 
+    if fmt in ("sroie-keys", "invoice2data"):
+        from measure.fields_eval import evaluate_fields, render, report_json
+
+        if system not in ("folio", "gt-lines") or (system == "gt-lines" and fmt != "sroie-keys") or \
+                (from_output and system != "folio"):
+            raise click.UsageError(f"{fmt} is scored with --system folio{' or gt-lines' * (fmt == 'sroie-keys')}"
+                                   f"{'' if not from_output else ' (--from-output: folio only)'}")
+        try:
+            report = evaluate_fields(fmt, path, load_cli_config(config_path, sets), system, limit, from_output,
+                                     progress=not quiet)
+        except FileNotFoundError as e:
+            raise click.UsageError(str(e)) from e
+        except FolioError as e:
+            click.echo(f"folio eval: {e}", err=True)
+            sys.exit(EXIT_FATAL)
+        if not report["documents"]:
+            raise click.UsageError(f"no labelled documents found in {path} as {fmt}")
+        if json_out:
+            Path(json_out).write_text(json.dumps(report_json(report), indent=2))
+        click.echo("\n".join(render(report, per_document=not quiet)))
+        return
+    if from_output:
+        raise click.UsageError("--from-output is for sroie-keys and invoice2data")
     from measure.datasets import read_dataset
     from measure.evaluate import evaluate
     from measure.systems import make_system

@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["KINDS", "FORMATS", "DISTORTIONS", "generate", "available_fonts"]
+__all__ = ["KINDS", "FORMATS", "DISTORTIONS", "ANOMALIES", "INVOICE_FIELDS", "generate", "available_fonts"]
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +305,8 @@ class _Canvas:
         self.lines: list[_Line] = []
         self.ops: list[_TextOp | _LineOp | _RectOp] = []
         self.block = -1
+        # Invoices: the fields this page prints (_layout_invoice), written to its JSON page entry.
+        self.invoice: dict | None = None
 
     def new_block(self) -> None:
         self.block += 1
@@ -875,6 +877,97 @@ def _money_cell(doc: dict, cents: int) -> str:
     return s
 
 
+# --------------------------------------------------------------------------- invoice fields
+#
+# Every invoice page records the fields it prints (``fields``: normalised,
+# ``fields_raw``: as drawn) and its line items; _invoice_truth() sums the pages
+# up into the document's fields. A page of an invoice document is a whole
+# invoice of its own (same supplier; its own number, dates, customer, items and
+# totals): items do not continue onto the next page.
+
+#: Field names of the invoice extraction contract, in order.
+INVOICE_FIELDS = (
+    "supplier_name", "supplier_address", "supplier_tax_id", "customer_name", "document_number", "document_date",
+    "due_date", "period_start", "period_end", "currency", "subtotal", "tax", "total",
+)
+#: ``generate(anomaly=...)``: what is wrong with the invoices, and the review reasons each one should raise.
+ANOMALIES = {
+    "no-total": ("missing:total",),  # the total line is not drawn
+    "two-totals": ("conflicting:total",),  # a "Total" and a later "Amount due" that differs
+    "amounts-mismatch": ("totals_mismatch",),  # subtotal (+ shipping) + tax != total as printed
+    "date-order": ("ambiguous_date:document_date",),  # document date in the other numeric order, day <= 12
+}
+#: Order of day, month and year in the numeric date formats of _fmt_date (names of months are not ambiguous).
+_DATE_ORDER = {"iso": "YMD", "us": "MDY", "uk": "DMY", "de": "DMY", "nl": "DMY"}
+#: The label before the number in _invoice_doc's ``vat_id``.
+_TAX_ID_LABEL = {"us": "EIN ", "uk": "VAT Reg. No. ", "de": "USt-IdNr. ", "fr": "TVA ", "nl": "BTW "}
+_TOTAL_LABELS_2 = ("Amount due", "Balance due")
+
+
+def _amount(cents: int) -> str:
+    """An amount as a decimal string, no thousands separators: 123456 -> ``"1234.56"``."""
+    whole, frac = divmod(abs(cents), 100)
+    return ("-" if cents < 0 else "") + f"{whole}.{frac:02d}"
+
+
+def _ws(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _invoice_truth(pages: Sequence[dict], doc: dict) -> dict:
+    """The document's fields from its pages' (``pages``: each ``_Canvas.invoice``).
+
+    A field printed with one value wherever it is printed goes to ``fields``;
+    one printed with different values (two totals on a page, or pages that are
+    different invoices) to ``conflicts`` (the values in the order drawn, each once).
+    Line items are every page's, in order.
+    """
+    values: dict[str, list[str]] = {}
+    raws: dict[str, list[str]] = {}
+    for pg in pages:
+        found = {**pg["fields"], **pg.get("other_amounts", {})}
+        found_raw = pg["fields_raw"]
+        for name, vals in pg.get("conflicts", {}).items():
+            for v, r in zip(vals, pg["conflicts_raw"][name]):
+                values.setdefault(name, []).append(v)
+                raws.setdefault(name, []).append(r)
+        for name, v in found.items():
+            values.setdefault(name, []).append(v)
+            raws.setdefault(name, []).append(found_raw.get(name))
+    out: dict = {"locale": doc["loc"], "fields": {}, "fields_raw": {}}
+    other: dict[str, str] = {}
+    conflicts: dict[str, list[str]] = {}
+    conflicts_raw: dict[str, list[str]] = {}
+    for name in (*INVOICE_FIELDS, *sorted(set(values) - set(INVOICE_FIELDS))):
+        if name not in values:
+            continue
+        distinct = list(dict.fromkeys(values[name]))
+        if len(distinct) == 1:
+            if name in INVOICE_FIELDS:
+                out["fields"][name] = distinct[0]
+                out["fields_raw"][name] = raws[name][0]
+            else:
+                other[name] = distinct[0]
+        else:
+            conflicts[name] = distinct
+            conflicts_raw[name] = [raws[name][values[name].index(v)] for v in distinct]
+    out["line_items"] = [it for pg in pages for it in pg["line_items"]]
+    if other:
+        out["other_amounts"] = other
+    if conflicts:
+        out["conflicts"] = conflicts
+        out["conflicts_raw"] = conflicts_raw
+    for key in ("date_order", "date_order_fields"):
+        if key in pages[0]:
+            out[key] = pages[0][key]
+    if len(pages) > 1:
+        out["invoice_per_page"] = True
+    if doc.get("anomaly"):
+        out["anomaly"] = doc["anomaly"]
+        out["expected_review"] = list(ANOMALIES[doc["anomaly"]])
+    return out
+
+
 def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page: int, npages: int) -> None:
     fr = _frame(st, rnd)
     L, R = fr.left, fr.right
@@ -892,6 +985,13 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
     addr = [doc["street"], doc["city"] + (f", {_COUNTRY[loc]}" if rnd.random() < 0.4 else "")]
     addr.append(f"Phone: {doc['phone']}" if rnd.random() < 0.5 else f"Tel. {doc['phone']}")
     addr.append(doc["email"] if rnd.random() < 0.6 else doc["web"])
+    anomaly = doc.get("anomaly")
+    arnd: random.Random = doc.get("arnd")  # anomalies draw from their own stream: the rest stays as without them
+    fields: dict[str, str] = {}
+    raw: dict[str, str] = {}
+    fields["supplier_name"] = raw["supplier_name"] = _ws(doc["company"])
+    fields["supplier_address"] = _ws(f"{addr[0]}, {addr[1]}")
+    raw["supplier_address"] = fields["supplier_address"] if doc["header_center"] else f"{_ws(addr[0])}\n{_ws(addr[1])}"
 
     # Header: company name and address; title beside it or below.
     y = fr.top + _asc(f_name)
@@ -927,6 +1027,11 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
 
     # Customer block (left) and invoice details (right), side by side.
     inv_date = _date(rnd)
+    date_fmt = doc["date_fmt"]
+    if anomaly == "date-order":  # the other numeric order than the locale's, day and month both <= 12
+        if inv_date.day > 12 or inv_date.day == inv_date.month:
+            inv_date = inv_date.replace(day=arnd.choice([d for d in range(1, 13) if d != inv_date.month]))
+        date_fmt = "uk" if loc == "us" else "us"
     due = inv_date + dt.timedelta(days=doc["terms_days"])
     if rnd.random() < 0.6:
         number = f"{doc['inv_prefix']}{inv_date.year}-{rnd.randint(1, 9999):04d}"
@@ -934,9 +1039,13 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
         number = f"{doc['inv_prefix']}{rnd.randint(10000, 999999)}"
     meta = [
         ("Invoice No.:" if rnd.random() < 0.5 else "Invoice number:", number),
-        ("Invoice date:" if rnd.random() < 0.5 else "Date:", _fmt_date(inv_date, doc["date_fmt"])),
+        ("Invoice date:" if rnd.random() < 0.5 else "Date:", _fmt_date(inv_date, date_fmt)),
         ("Due date:", _fmt_date(due, doc["date_fmt"])),
     ]
+    raw["document_number"] = number
+    fields["document_number"] = number.removeprefix("#")  # "#" is the number sign, not part of the number
+    fields["document_date"], raw["document_date"] = inv_date.isoformat(), _fmt_date(inv_date, date_fmt)
+    fields["due_date"], raw["due_date"] = due.isoformat(), _fmt_date(due, doc["date_fmt"])
     if rnd.random() < 0.6:
         meta.append(("Customer No.:", f"C-{rnd.randint(1000, 99999)}"))
     if rnd.random() < 0.4:
@@ -950,6 +1059,7 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
     cust += [_street(rnd, cust_loc), _city_line(rnd, cust_loc)]
     if cust_loc != loc:
         cust.append(_COUNTRY[cust_loc])
+    fields["customer_name"] = raw["customer_name"] = _ws(cust[1])
 
     y0 = y + _asc(f_body)
     c.new_block()
@@ -982,6 +1092,8 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
     hdr_qty = rnd.choice(("Qty", "Qty.", "Quantity"))
     hdr_unit = rnd.choice(("Unit price", "Unit Price", "Price"))
     hdr_amt = rnd.choice(("Amount", "Total"))
+    if anomaly == "no-total":  # no line labelled total anywhere
+        hdr_amt = "Amount"
     if doc["sym_mode"] == "header":
         hdr_amt += f" ({cur})"
     with_pos = rnd.random() < 0.35
@@ -996,6 +1108,8 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
         items.append((desc, qty, unit))
     row_h = lh * rnd.uniform(1.1, 1.4)
     totals_h = 4 * lh * 1.25 + lh
+    if anomaly == "two-totals":
+        totals_h += lh * 1.25
     pay_h = 6 * lhs + 2 * lh
     max_rows = int((fr.bottom - y - lh * 2 - totals_h - pay_h) // row_h)
     items = items[: max(1, min(len(items), max_rows))]
@@ -1030,10 +1144,20 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
     y += _desc(f_bold) + lh * 0.3
     c.hline(L, R, y, width=max(1, round(st.dpi / 100)))
     y += row_h - _desc(f_bold) - lh * 0.3 + lh * 0.15
-    for i, ((desc, qty, _), unit_s, amt_s) in enumerate(zip(items, unit_cells, amt_cells)):
+    line_items = []
+    for i, ((desc, qty, unit), unit_s, amt_s) in enumerate(zip(items, unit_cells, amt_cells)):
         if with_pos:
             c.text(L, y, str(i + 1), f_body)
-        c.text(x_desc, y, _fit(desc, f_body, desc_max), f_body)
+        desc_s = _ws(_fit(desc, f_body, desc_max))
+        line_items.append(
+            {
+                "description": desc_s or None,
+                "quantity": str(qty),
+                "unit_price": _amount(unit),
+                "amount": _amount(qty * unit),
+            }
+        )
+        c.text(x_desc, y, desc_s, f_body)
         c.text(x_qty, y, str(qty), f_body, align="right")
         c.text(x_unit, y, unit_s, f_body, align="right")
         c.text(x_amt, y, amt_s, f_body, align="right")
@@ -1056,7 +1180,35 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
         subtotal += ship
         tax = round(subtotal * rate / 100)
     rows.append((f"{tax_name} {rate_s}", tax, False))
-    rows.append((rnd.choice(("Total", "Total due", "TOTAL", f"Total {cur}")), subtotal + tax, True))
+    total_label = rnd.choice(("Total", "Total due", "TOTAL", f"Total {cur}"))
+    total = subtotal + tax
+    if anomaly == "amounts-mismatch":  # off by a few units of the currency
+        off = arnd.randint(100, 999)
+        total = total - off if total > 2 * off and arnd.random() < 0.5 else total + off
+    if anomaly != "no-total":
+        rows.append((total_label, total, True))
+    if anomaly == "two-totals":  # a later total that differs
+        off = arnd.randint(100, max(101, total // 4))
+        other = total - off if total > 2 * off and arnd.random() < 0.5 else total + off
+        rows.append((arnd.choice(_TOTAL_LABELS_2), other, True))
+    fields["currency"] = cur
+    raw["currency"] = cur if doc["sym_mode"] == "header" else doc["sym"]
+    money = {label: (_amount(cents), _ws(_money_cell(doc, cents))) for label, cents, _ in rows}
+    fields["subtotal"], raw["subtotal"] = money["Subtotal"]
+    fields["tax"], raw["tax"] = money[f"{tax_name} {rate_s}"]
+    c.invoice = {"fields": fields, "fields_raw": raw, "line_items": line_items}
+    if "Shipping" in money:
+        c.invoice["other_amounts"] = {"shipping": money["Shipping"][0]}
+    totals = [money[label] for label, _, bold in rows if bold]
+    if len(totals) == 1:
+        fields["total"], raw["total"] = totals[0]
+    elif totals:
+        c.invoice["conflicts"] = {"total": [v for v, _ in totals]}
+        c.invoice["conflicts_raw"] = {"total": [r for _, r in totals]}
+    if doc["date_fmt"] in _DATE_ORDER:
+        c.invoice["date_order"] = _DATE_ORDER[doc["date_fmt"]]
+    if date_fmt != doc["date_fmt"]:
+        c.invoice["date_order_fields"] = {"document_date": _DATE_ORDER[date_fmt]}
     w_tval = max(f_bold.getlength(_money_cell(doc, cents)) for _, cents, _ in rows)
     w_tlab = max(f_bold.getlength(label) for label, _, _ in rows)
     x_tlab = min(x_unit - w_unit, R - w_tval - gap - w_tlab)
@@ -1078,7 +1230,7 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
         (
             f"Payment due within {doc['terms_days']} days of the invoice date.",
             f"Terms: net {doc['terms_days']} days.",
-            f"Please pay the total amount by {_fmt_date(due, doc['date_fmt'])}.",
+            f"Please pay the total amount by {raw['due_date']}.",
         )
     )
     y += _asc(f_small)
@@ -1106,7 +1258,15 @@ def _layout_invoice(c: _Canvas, st: _Style, doc: dict, rnd: random.Random, page:
     yf = fr.bottom + _asc(f_small) * 0.2
     foot = f"{doc['company']}, {doc['street']}, {doc['city']}"
     c.text(st.w / 2, yf - lhs, _fit(foot, f_small, R - L), f_small, align="center")
-    c.text(st.w / 2, yf, _fit(f"{doc['vat_id']}, {doc['web']}", f_small, R - L), f_small, align="center")
+    tax_line = _ws(_fit(f"{doc['vat_id']}, {doc['web']}", f_small, R - L))
+    c.text(st.w / 2, yf, tax_line, f_small, align="center")
+    vat_id = _ws(doc["vat_id"])
+    if tax_line == vat_id or tax_line.startswith(vat_id + ","):  # not cut short to fit the page
+        fields["supplier_tax_id"] = vat_id.removeprefix(_TAX_ID_LABEL[loc])
+        raw["supplier_tax_id"] = vat_id
+    # in the contract's order
+    c.invoice["fields"] = {k: fields[k] for k in INVOICE_FIELDS if k in fields}
+    c.invoice["fields_raw"] = {k: raw[k] for k in INVOICE_FIELDS if k in raw}
 
 
 _FORM_TITLES = (
@@ -2851,6 +3011,8 @@ def _render_page(
         "lines": lines,
         "damage": params,
     }
+    if c.invoice is not None:
+        gt.update(c.invoice)
     return Image.fromarray(arr), gt, c
 
 
@@ -2906,6 +3068,8 @@ def generate(
     damage: bool = True,
     dpi: int = 150,
     distort: str | None = None,
+    *,
+    anomaly: str | None = None,
 ) -> list[Path]:
     """Write synthetic documents totalling ``pages`` pages into ``dest``.
 
@@ -2940,13 +3104,36 @@ def generate(
             text stays the flat page's; polygons move into the warped pixels and
             each page's ``distortion`` entry says what was done. Not with
             pdf-text.
+        anomaly: invoices only: draw every invoice with one of :data:`ANOMALIES`:
+            ``no-total`` (no total line), ``two-totals`` (a total and a later,
+            different "Amount due"/"Balance due"), ``amounts-mismatch`` (the
+            printed total is off by 1-9.99 from subtotal, shipping and tax),
+            ``date-order`` (the document date in the other numeric order than
+            the locale's, day and month <= 12). The JSON says ``anomaly`` and
+            ``expected_review`` (the reasons a reviewer should raise). Drawn
+            from a stream of their own: the rest of each invoice is as without.
+
+    Invoice JSON files also hold the true fields (:data:`INVOICE_FIELDS`):
+    ``fields`` (normalised: ISO dates, amounts like ``"1234.56"``, ISO 4217
+    currency, text whitespace-normalised, address lines joined by ", "; only
+    the fields printed), ``fields_raw`` (as drawn), ``line_items``
+    (description, quantity, unit_price, amount), ``locale`` (the supplier's:
+    us, uk, de, fr, nl) and where they apply ``other_amounts`` (``shipping``:
+    total = subtotal + shipping + tax), ``conflicts``/``conflicts_raw`` (a
+    field printed with different values), ``date_order`` (``DMY``, ``MDY`` or
+    ``YMD`` of the numeric dates), ``date_order_fields`` (a date printed in
+    another order) and ``invoice_per_page``: each page of a multi-page invoice
+    document is an invoice of its own, and every page entry has its own
+    ``fields``, ``fields_raw``, ``line_items``, ...; the document's ``fields``
+    hold what all pages agree on, ``conflicts`` the rest.
 
     Returns:
         Paths of the written documents (not of the JSON files), in order.
 
     Raises:
         ValueError: unknown kind or format, ``pages < 1``, negative seed,
-            a dpi outside 50-600, or ``distort`` with pdf-text among the formats.
+            a dpi outside 50-600, ``distort`` with pdf-text among the formats,
+            or an unknown ``anomaly`` or one for another kind than invoice.
         RuntimeError: no TrueType font is installed.
     """
     if kind not in KINDS:
@@ -2963,9 +3150,17 @@ def generate(
         raise ValueError(f"unknown distortion {distort!r}; expected one of {', '.join(DISTORTIONS)}, all")
     if distort is not None and any(f in _BORN_DIGITAL for f in fmts):
         raise ValueError(f"distort={distort!r} cannot be combined with pdf-text: born-digital PDFs are never distorted")
+    if anomaly is not None and anomaly not in ANOMALIES:
+        raise ValueError(f"unknown anomaly {anomaly!r}; expected one of {', '.join(ANOMALIES)}")
+    if anomaly is not None and kind != "invoice":
+        raise ValueError(f"anomaly={anomaly!r} is for invoices only, not kind={kind!r}")
     _families()  # fail early, before writing anything, when no font exists
     if distort == "all":
-        return [p for d in DISTORTIONS for p in generate(Path(dest) / d, pages, kind, seed, fmts, damage, dpi, d)]
+        return [
+            p
+            for d in DISTORTIONS
+            for p in generate(Path(dest) / d, pages, kind, seed, fmts, damage, dpi, d, anomaly=anomaly)
+        ]
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -2976,7 +3171,7 @@ def generate(
     while remaining > 0:
         fmt = fmts[i % len(fmts)]
         n = min(plan.randint(1, _MAX_PAGES_PER_DOC), remaining) if fmt in _MULTI_PAGE else 1
-        written.append(_write_document(dest, kind, seed, i, fmt, n, damage, dpi, distort))
+        written.append(_write_document(dest, kind, seed, i, fmt, n, damage, dpi, distort, anomaly))
         remaining -= n
         i += 1
     log.info("synth: wrote %d %s documents (%d pages) to %s", len(written), kind, pages, dest)
@@ -2985,7 +3180,7 @@ def generate(
 
 def _write_document(
     dest: Path, kind: str, seed: int, index: int, fmt: str, npages: int, damage: bool, dpi: int,
-    distort: str | None = None,
+    distort: str | None = None, anomaly: str | None = None,
 ) -> Path:
     # Independent streams per document, so a document does not change when
     # an earlier one gets another page count.
@@ -2993,6 +3188,9 @@ def _write_document(
     nrng = np.random.default_rng([seed, index])
     st = _pick_style(kind, rnd, dpi)
     doc = _LAYOUTS[kind][0](rnd)
+    if anomaly is not None:
+        doc["anomaly"] = anomaly
+        doc["arnd"] = random.Random(f"folio-synth-anomaly/{anomaly}/{seed}/{index}")
     # distortions draw from their own stream: the flat pages match those of the same seed without them
     drng = np.random.default_rng([seed, index, 7])
     if fmt in _BORN_DIGITAL:
@@ -3020,6 +3218,8 @@ def _write_document(
     }
     if distort is not None:
         meta["distort"] = distort
+    if kind == "invoice":
+        meta.update(_invoice_truth(gts, doc))
     (dest / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     log.debug("synth: %s (%d pages, fonts %s/%s)", path.name, npages, st.body.name, st.head.name)
     return path
@@ -3036,8 +3236,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--clean", action="store_true", help="no scan damage")
     ap.add_argument("--dpi", type=int, default=150)
     ap.add_argument("--distort", choices=(*DISTORTIONS, "all"), default=None)
+    ap.add_argument("--anomaly", choices=tuple(ANOMALIES), default=None, help="invoices only: draw them with it")
     a = ap.parse_args(argv)
-    for p in generate(a.dest, a.pages, a.kind, a.seed, a.formats.split(","), not a.clean, a.dpi, a.distort):
+    if a.anomaly is not None and a.kind != "invoice":
+        ap.error("--anomaly needs --kind invoice")
+    paths = generate(
+        a.dest, a.pages, a.kind, a.seed, a.formats.split(","), not a.clean, a.dpi, a.distort, anomaly=a.anomaly
+    )
+    for p in paths:
         print(p)
     return 0
 

@@ -208,6 +208,54 @@ def export_cmd(src, dest, formats, doc_ids, source_prefix, since, until, fingerp
     sys.exit(EXIT_DOCUMENTS_FAILED if report.failed or report.partial else EXIT_OK)
 
 
+@main.command("fields")
+@click.argument("src")
+@click.argument("dest")
+@config_option
+@set_option
+@click.option("--doc-id", "doc_ids", multiple=True, help="Only this document (repeatable).")
+@click.option("--source-prefix", help="Only documents whose source URI starts with this.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or after (UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or before (UTC).")
+@click.option("--fingerprint", "fingerprints", multiple=True, help="Only documents with this config fingerprint.")
+@click.option("--run-id", "run_ids", multiple=True, help="Only what this run (or run id prefix) wrote (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def fields_cmd(src, dest, config_path, sets, doc_ids, source_prefix, since, until, fingerprints, run_ids, quiet):
+    """Extract invoice fields (supplier, number, dates, amounts, currency, line items) from the documents
+    already read under the Folio output SRC, without OCR, into a new run under DEST (which may be SRC):
+    the fields and line_items tables, and the documents' rows with needs_review. Exit 1 when some
+    documents need review or could not be read."""
+    from pipeline.output.catalog import Selection
+    from pipeline.output.refields import extract_fields
+
+    if "://" not in src and not Path(src).is_dir():
+        raise click.UsageError(f"SRC {src!r} is not a folder holding a Folio output")
+    config = load_cli_config(config_path, sets)
+    selection = Selection(doc_ids=tuple(doc_ids), source_prefix=source_prefix, since=since.date() if since else None,
+                          until=until.date() if until else None, fingerprints=tuple(fingerprints))
+    from tqdm import tqdm
+
+    bar = tqdm(desc="fields", unit="doc", disable=quiet, file=sys.stderr)
+    try:
+        report = extract_fields(src, dest, config, selection=selection, run_ids=run_ids or None,
+                                on_document=lambda report: bar.update(1))
+    except FolioError as e:
+        click.echo(f"folio: fields failed ({e.code}): {e.message}", err=True)
+        sys.exit(EXIT_FATAL)
+    finally:
+        bar.close()
+    for uri, why in report.skipped:
+        click.echo(f"no fields: {uri}: {why}", err=True)
+    if not quiet:
+        for uri, reasons in report.needs_review.items():
+            click.echo(f"needs review: {uri}: {', '.join(reasons)}", err=True)
+        found = ", ".join(f"{name} {n}" for name, n in sorted(report.fields_found.items()))
+        click.echo(f"folio: fields of {report.tally.documents} documents ({len(report.needs_review)} need review; "
+                   f"found: {found or 'none'}) in {report.tally.seconds:.1f} s -> {dest} (run {report.tally.run_id})",
+                   err=True)
+    sys.exit(EXIT_DOCUMENTS_FAILED if report.skipped or report.needs_review else EXIT_OK)
+
+
 @main.command("config")
 @config_option
 @set_option

@@ -278,6 +278,30 @@ class LayoutConfig(_Section):
     )
 
 
+class FieldsConfig(_Section):
+    """Invoice and receipt fields (pipeline/stages/fields.py): the ``fields`` and ``line_items`` tables."""
+
+    enabled: bool = Field(
+        False,
+        description="Extract typed fields (supplier, document number, dates, amounts, currency) and line items "
+        "from each document's words and layout into the fields and line_items tables, and flag the documents "
+        "a person should check (documents.needs_review). On for invoice and receipt jobs.",
+    )
+    min_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A required field (supplier_name, document_date, total) below this confidence sends the "
+        "document to review. Raise it to review more documents and let fewer wrong values through.",
+    )
+    date_order: Literal["auto", "DMY", "MDY", "YMD"] = Field(
+        "auto",
+        description="How numeric dates whose day and month could be swapped (05/06/2018) are read. auto: the "
+        "order the document's other dates prove, else day first (month first for US dollar documents), and "
+        "the document goes to review. Set it when a collection's documents all come from one country.",
+    )
+
+
 class EngineConfig(_Section):
     name: Literal["auto", "onnxruntime", "torch", "tesseract"] = Field(
         "auto",
@@ -520,6 +544,7 @@ class FolioConfig(BaseModel):
     classifier: ClassifierConfig = ClassifierConfig()
     dewarp: DewarpConfig = DewarpConfig()
     layout: LayoutConfig = LayoutConfig()
+    fields: FieldsConfig = FieldsConfig()
     engine: EngineConfig = EngineConfig()
     tesseract: TesseractConfig = TesseractConfig()
     runner: RunnerConfig = RunnerConfig()
@@ -562,6 +587,8 @@ class FolioConfig(BaseModel):
         for section, keys in _FIELDS_NOT_FINGERPRINTED.items():
             for key in keys:
                 data.get(section, {}).pop(key, None)
+        if not data["fields"]["enabled"]:  # no fields written: nothing else in the section matters
+            data.pop("fields")
         for (section, key), before in _ADDED_SETTINGS.items():
             if section in data and data[section].get(key, before) == before:  # as before the setting existed
                 data[section].pop(key, None)

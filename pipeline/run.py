@@ -34,6 +34,7 @@ from pipeline.runner.local import run_local
 from pipeline.runner.ray_data import connect, run_ray
 from pipeline.stages.assemble import Assembler
 from pipeline.stages.factory import create_page_stage, stage_models
+from pipeline.stages.fields import FieldsStage
 from pipeline.types import DocumentRef, Page, RunTally
 
 __all__ = ["fingerprint", "plan", "run", "settle", "Progress"]
@@ -220,14 +221,15 @@ def run(
             "failure": None if failure is None else {"code": failure.code, "message": failure.message},
         })
 
-    def write(documents: list[dict], pages: list[Page]) -> None:
+    def write(documents: list[dict], pages: list[Page], fields: list) -> None:
         nonlocal shards
-        writer.write_shard(shards, documents, pages, tally.fingerprint)
+        writer.write_shard(shards, documents, pages, tally.fingerprint, fields)
         shards += 1
         manifest(final=False)  # the run's lease: others see it is alive (retire_orphan_pages)
 
     assembler = Assembler(config, done, tally.fingerprint, model_rows, tally.run_id, write, tally=tally, force=force,
-                          redo_before=redo_before, on_document=bar.update)
+                          redo_before=redo_before, on_document=bar.update,
+                          fields=FieldsStage(config.fields) if config.fields.enabled else None)
     if refs:
         manifest(final=False)
     factory = stage_factory or create_page_stage

@@ -2,7 +2,9 @@
 model (:mod:`pipeline.types`) and ``pages`` rows.
 
 ``documents``: one row per input object. ``pages``: one row per page, with the
-recognised lines nested and each line's words nested in it. Column names are
+recognised lines nested and each line's words nested in it. ``fields`` and
+``line_items`` (runs with ``fields.enabled``): one row per document and field
+found, and per line of a document's table of goods or services. Column names are
 a contract: DuckDB queries, Spark jobs and Athena tables outside this repo
 read them. Add columns freely; never rename or drop one. Both schemas carry
 their version in the Arrow metadata.
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.types import Block, Dewarp, Line, Page, PageTimings, Polygon, Word
+from pipeline.types import Block, Dewarp, DocumentFields, Line, Page, PageTimings, Polygon, Word
 
-__all__ = ["SCHEMA_VERSION", "POLYGON", "WORD", "LINE", "DOCUMENTS", "PAGES", "PARTITION_COLUMN", "page_row",
-           "page_from_row"]
+__all__ = ["SCHEMA_VERSION", "POLYGON", "WORD", "LINE", "DOCUMENTS", "PAGES", "FIELDS", "LINE_ITEMS", "TABLES",
+           "PARTITION_COLUMN", "page_row", "page_from_row", "field_rows", "line_item_rows"]
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 #: Hive partition key of both tables (``run_date=YYYY-MM-DD`` folders).
 PARTITION_COLUMN = "run_date"
@@ -79,6 +81,8 @@ DOCUMENTS = pa.schema(
         pa.field("processed_at", pa.timestamp("us", tz="UTC")),
         pa.field("pages_pdf_text", pa.int32()),
         pa.field("pages_ocr", pa.int32()),
+        pa.field("needs_review", pa.bool_()),
+        pa.field("review_reasons", pa.list_(pa.string())),
         pa.field(
             "timings_ms",
             pa.struct(
@@ -130,6 +134,43 @@ PAGES = pa.schema(
 )
 
 
+FIELDS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("config_fingerprint", pa.string()),
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("value", pa.string()),
+        pa.field("raw_text", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("page_index", pa.int32()),
+        pa.field("polygon", POLYGON),
+        pa.field("method", pa.string()),
+    ],
+    metadata=_meta("fields"),
+)
+
+LINE_ITEMS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("config_fingerprint", pa.string()),
+        pa.field("item_index", pa.int32(), nullable=False),
+        pa.field("description", pa.string()),
+        pa.field("quantity", pa.string()),
+        pa.field("unit_price", pa.string()),
+        pa.field("amount", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("page_index", pa.int32()),
+        pa.field("polygon", POLYGON),
+    ],
+    metadata=_meta("line_items"),
+)
+
+#: Every table by name, in the order a shard writes them (``documents`` last: it marks a document done).
+TABLES = {"pages": PAGES, "fields": FIELDS, "line_items": LINE_ITEMS, "documents": DOCUMENTS}
+
+
 def _polygon(polygon: Polygon | None) -> list[list[float]] | None:
     return None if polygon is None else [[float(x), float(y)] for x, y in polygon]
 
@@ -163,6 +204,23 @@ def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
         "text_source": page.text_source if page.status == "ok" else None,
         "timings_ms": {"decode": t.decode, "detect": t.detect, "recognize": t.recognize},
     }
+
+
+def field_rows(doc_id: str, found: DocumentFields, *, run_id: str, fingerprint: str) -> list[dict]:
+    """The ``fields`` rows of a document."""
+    return [{"doc_id": doc_id, "run_id": run_id, "config_fingerprint": fingerprint, "field": f.name,
+             "value": f.value, "raw_text": f.raw_text, "confidence": float(f.confidence),
+             "page_index": f.page_index, "polygon": _polygon(f.polygon), "method": f.method}
+            for f in found.fields]
+
+
+def line_item_rows(doc_id: str, found: DocumentFields, *, run_id: str, fingerprint: str) -> list[dict]:
+    """The ``line_items`` rows of a document."""
+    return [{"doc_id": doc_id, "run_id": run_id, "config_fingerprint": fingerprint, "item_index": item.index,
+             "description": item.description, "quantity": item.quantity, "unit_price": item.unit_price,
+             "amount": item.amount, "confidence": float(item.confidence), "page_index": item.page_index,
+             "polygon": _polygon(item.polygon)}
+            for item in found.line_items]
 
 
 def page_from_row(row: dict, key: str | None = None) -> Page:

@@ -48,6 +48,11 @@ __all__ = [
     "Page",
     "PageImage",
     "Failure",
+    "FIELDS",
+    "REQUIRED_FIELDS",
+    "Field",
+    "LineItem",
+    "DocumentFields",
     "SourceDocument",
     "Item",
     "DoneIndex",
@@ -290,6 +295,78 @@ class PageImage:
                     timings=dataclasses.replace(self.timings, **timings), text_source=self.text_source)
 
 
+#: The fields an invoice, receipt or similar document can have (``fields.field``), in the order they are listed.
+FIELDS = ("supplier_name", "supplier_address", "supplier_tax_id", "customer_name", "document_number",
+          "document_date", "due_date", "period_start", "period_end", "currency", "subtotal", "tax", "total")
+#: A document without one of these, or with one below ``fields.min_confidence``, needs review.
+REQUIRED_FIELDS = ("supplier_name", "document_date", "total")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a document, with its evidence.
+
+    Attributes:
+        name: one of :data:`FIELDS`.
+        value: normalised: ISO 8601 dates, amounts as decimal strings without thousands separators
+            (``1234.56``), ISO 4217 currency codes, names and addresses as printed (spaces normalised).
+        raw_text: the text it was read from, as printed.
+        confidence: 0..1, calibrated: of fields given 0.9, about nine in ten are right.
+        page_index: the page it is on.
+        polygon: the box around the words it came from, in original-page pixels.
+        method: what produced it (e.g. ``label``: the value beside its label; ``largest-amount``).
+    """
+
+    name: str
+    value: str
+    raw_text: str
+    confidence: float
+    page_index: int
+    polygon: Polygon | None
+    method: str
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One line of a document's table of goods or services.
+
+    Attributes:
+        index: 0-based position in the document.
+        description: what was sold, as printed.
+        quantity / unit_price / amount: decimal strings, None where the line does not say.
+        confidence: 0..1.
+        page_index / polygon: where the line is.
+    """
+
+    index: int
+    description: str
+    quantity: str | None
+    unit_price: str | None
+    amount: str | None
+    confidence: float
+    page_index: int
+    polygon: Polygon | None
+
+
+@dataclass(frozen=True)
+class DocumentFields:
+    """What the fields stage found in one document.
+
+    Attributes:
+        fields: the fields found (a field not found is absent), in :data:`FIELDS` order.
+        line_items: the table lines, in order.
+        review: why a person should look at it (empty: no reason); each reason is a short code,
+            e.g. ``missing:total``, ``totals_mismatch``.
+    """
+
+    fields: tuple[Field, ...] = ()
+    line_items: tuple[LineItem, ...] = ()
+    review: tuple[str, ...] = ()
+
+    def get(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
 @dataclass(frozen=True)
 class Failure:
     """Why a document failed: an ``error_code``, its message, and whether a rerun may succeed."""
@@ -372,6 +449,8 @@ class RunTally:
         mean_confidence: mean of the pages' mean line confidence (pages with text).
         lowest_confidence: the documents with the lowest mean confidence (``doc_id``,
             ``source_uri``, ``mean_confidence``), lowest first.
+        needs_review: the documents the fields stage flagged (``doc_id``, ``source_uri``, ``reasons``).
+        fields_found: fields found, by field name (runs with ``fields.enabled``).
         run_id / dest / fingerprint / manifest: which run, when the tally is one run's.
     """
 
@@ -386,6 +465,8 @@ class RunTally:
     seconds: float = 0.0
     mean_confidence: float | None = None
     lowest_confidence: list[dict] = field(default_factory=list)
+    needs_review: list[dict] = field(default_factory=list)
+    fields_found: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
     dest: str | None = None
     fingerprint: str | None = None

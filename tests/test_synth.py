@@ -5,7 +5,9 @@ Fast and offline: small page counts, mostly at a low dpi.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -101,12 +103,14 @@ def test_json_schema_and_polygons_inside_page(tmp_path: Path, kind: str) -> None
     paths = generate(tmp_path, 2, kind, seed=5, formats=("png", "jpeg"))
     for path in paths:
         gt = _gt(path)
-        assert set(gt) == DOC_KEYS
+        assert set(gt) - DOC_KEYS <= (INVOICE_DOC_KEYS | INVOICE_OPTIONAL_KEYS if kind == "invoice" else set())
+        assert DOC_KEYS | (INVOICE_DOC_KEYS if kind == "invoice" else set()) <= set(gt)
         assert gt["doc"] == path.stem and gt["kind"] == kind and gt["seed"] == 5
         assert gt["damaged"] is True and gt["dpi"] == 150
         (img,) = _frames(path)
         for pi, page in enumerate(gt["pages"]):
-            assert set(page) == PAGE_KEYS
+            extra = INVOICE_PAGE_KEYS | INVOICE_PAGE_OPTIONAL if kind == "invoice" else set()
+            assert PAGE_KEYS <= set(page) <= PAGE_KEYS | extra
             assert page["page_index"] == pi
             assert (page["width"], page["height"]) == (1240, 1754) == (img.shape[1], img.shape[0])
             assert set(page["damage"]) == DAMAGE_KEYS
@@ -349,3 +353,217 @@ def test_pdf_text_refuses_distortion_and_runs_from_the_command_line(tmp_path: Pa
                         "--dpi", "72"]) == 0
     (pdf,) = (tmp_path / "cli").glob("*.pdf")
     assert _gt(pdf)["format"] == "pdf-text"
+
+
+# ----------------------------------------------------------------- invoice fields and anomalies
+
+INVOICE_DOC_KEYS = {"locale", "fields", "fields_raw", "line_items"}  # always, on invoices
+INVOICE_OPTIONAL_KEYS = {"other_amounts", "conflicts", "conflicts_raw", "date_order", "date_order_fields",
+                         "invoice_per_page", "anomaly", "expected_review"}
+INVOICE_PAGE_KEYS = {"fields", "fields_raw", "line_items"}
+INVOICE_PAGE_OPTIONAL = {"other_amounts", "conflicts", "conflicts_raw", "date_order", "date_order_fields"}
+_MONTHS = [m.lower() for m in synth._MONTHS]
+_ORDER_RE = {
+    "DMY": r"(\d{2})[/.\-](\d{2})[/.\-](\d{4})",
+    "MDY": r"(\d{2})/(\d{2})/(\d{4})",
+    "YMD": r"(\d{4})-(\d{2})-(\d{2})",
+}
+_TOTAL_LABEL = re.compile(r"(total|total due|total [a-z]{3}|amount due|balance due)", re.IGNORECASE)
+_USUAL_ORDER = {"us": "MDY", "uk": "DMY", "de": "DMY", "fr": "DMY", "nl": "DMY"}
+
+
+def _cents(printed: str) -> int:
+    """A printed amount (``$1,234.56``, ``1.234,56 EUR``, ``EUR 1 234,56``) in cents: the last separator is decimal."""
+    m = re.fullmatch(r"(?:[$\u00a3\u20ac]|[A-Z]{3} )?(-?\d{1,3}(?:[ .,]\d{3})*)[.,](\d{2})(?: [\u20ac]|[ ][A-Z]{3})?",
+                     printed)
+    assert m, printed
+    return int(re.sub(r"[ .,]", "", m[1])) * 100 + int(m[2])
+
+
+def _dec(value: str) -> int:
+    """A normalised amount (``"1234.56"``: no thousands separators, two decimals as printed) in cents."""
+    assert re.fullmatch(r"\d+\.\d{2}", value), value
+    return int(value.replace(".", ""))
+
+
+def _iso(printed: str, order: str | None) -> str:
+    """A printed date as ISO 8601; ``order`` reads the numeric forms."""
+    words = printed.replace(",", "").replace("-", " ").split()
+    months = [i for i, w in enumerate(words) if w.lower()[:3] in {m[:3] for m in _MONTHS}]
+    if months and len(words) == 3:  # "March 5 2018", "5 March 2018", "05 Mar 2018", "05-Mar-2018"
+        (i,) = months
+        mon = [m[:3] for m in _MONTHS].index(words[i].lower()[:3]) + 1
+        day, year = (int(w) for j, w in enumerate(words) if j != i)
+        return dt.date(year, mon, day).isoformat()
+    m = re.fullmatch(_ORDER_RE[order], printed)
+    assert m, (printed, order)
+    a, b, c = (int(g) for g in m.groups())
+    y, mo, d = {"DMY": (c, b, a), "MDY": (c, a, b), "YMD": (a, b, c)}[order]
+    return dt.date(y, mo, d).isoformat()
+
+
+def _texts(page: dict) -> list[str]:
+    return [ln["text"] for ln in page["lines"] if ln["text"]]
+
+
+def _totals_block(page: dict) -> list[str]:
+    """The lines of the totals block (the block holding "Subtotal"), in drawing order."""
+    (block,) = {ln["block_index"] for ln in page["lines"] if ln["text"] == "Subtotal"}
+    return [ln["text"] for ln in page["lines"] if ln["block_index"] == block]
+
+
+def _check_invoice_page(page: dict, gt: dict) -> None:
+    """The fields a page records are what it draws, and add up."""
+    assert INVOICE_PAGE_KEYS <= set(page) <= INVOICE_PAGE_KEYS | INVOICE_PAGE_OPTIONAL | PAGE_KEYS | {"distortion"}
+    f, raw, texts = page["fields"], page["fields_raw"], _texts(page)
+    assert list(f) == [k for k in synth.INVOICE_FIELDS if k in f] and set(f) == set(raw)
+    assert not {"period_start", "period_end"} & set(f)  # never drawn
+    assert f["supplier_name"] in texts and f["customer_name"] in texts
+    assert all(s in texts for s in raw["supplier_address"].split("\n"))
+    assert f["supplier_address"] == raw["supplier_address"].replace("\n", ", ")
+    if "supplier_tax_id" in f:
+        assert raw["supplier_tax_id"].endswith(f["supplier_tax_id"])
+        assert any(t == raw["supplier_tax_id"] or t.startswith(raw["supplier_tax_id"] + ",") for t in texts)
+    assert any(t.endswith(raw["document_number"]) for t in texts)
+    assert f["document_number"] == raw["document_number"].removeprefix("#")
+    orders = {"document_date": page.get("date_order"), "due_date": page.get("date_order"),
+              **page.get("date_order_fields", {})}
+    for name in ("document_date", "due_date"):
+        assert any(t.endswith(raw[name]) for t in texts), raw[name]
+        assert f[name] == _iso(raw[name], orders[name]) == dt.date.fromisoformat(f[name]).isoformat()
+    assert f["due_date"] > f["document_date"]
+    assert f["currency"] in ("USD", "GBP", "EUR")
+    assert raw["currency"] in (f["currency"], {"USD": "$", "GBP": "\u00a3", "EUR": "\u20ac"}[f["currency"]])
+    assert any(raw["currency"] in t for t in texts)
+    block = _totals_block(page)
+    money = {name: raw[name] for name in ("subtotal", "tax", "total") if name in raw}
+    for name, printed in money.items():
+        assert printed in block and f[name] == f"{_cents(printed) / 100:.2f}", (name, printed)
+        assert raw["currency"] in printed or f"({f['currency']})" in " ".join(texts)
+    items = page["line_items"]
+    assert items and all(set(it) == {"description", "quantity", "unit_price", "amount"} for it in items)
+    for it in items:
+        assert it["description"] in texts and it["quantity"].isdigit()
+        assert int(it["quantity"]) * _dec(it["unit_price"]) == _dec(it["amount"])
+        assert re.fullmatch(r"\d+\.\d{2}", it["unit_price"]) and re.fullmatch(r"\d+\.\d{2}", it["amount"])
+    assert sum(_dec(it["amount"]) for it in items) == _dec(f["subtotal"])
+    shipping = _dec(page.get("other_amounts", {}).get("shipping", "0.00"))
+    if shipping:
+        assert "Shipping" in block
+    if "total" in f and gt.get("anomaly") is None:
+        assert _dec(f["subtotal"]) + shipping + _dec(f["tax"]) == _dec(f["total"])
+
+
+def test_invoice_fields_are_what_is_drawn(tmp_path: Path) -> None:
+    paths = generate(tmp_path, 16, "invoice", seed=2, formats=("png", "png", "tiff"), damage=False, dpi=50)
+    locales, multi = set(), 0
+    for path in paths:
+        gt = _gt(path)
+        assert INVOICE_DOC_KEYS <= set(gt) <= DOC_KEYS | INVOICE_DOC_KEYS | INVOICE_OPTIONAL_KEYS
+        assert "anomaly" not in gt and "expected_review" not in gt
+        locales.add(gt["locale"])
+        for page in gt["pages"]:
+            _check_invoice_page(page, gt)
+        # the document's fields: what its pages agree on; the rest conflicts
+        pages = gt["pages"]
+        assert gt["line_items"] == [it for pg in pages for it in pg["line_items"]]
+        for name in synth.INVOICE_FIELDS:
+            values = list(dict.fromkeys(pg["fields"][name] for pg in pages if name in pg["fields"]))
+            if len(values) == 1:
+                assert gt["fields"][name] == values[0] and name not in gt.get("conflicts", {})
+            elif values:
+                assert name not in gt["fields"] and gt["conflicts"][name] == values
+        assert gt.get("invoice_per_page", False) == (len(pages) > 1)
+        multi += len(pages) > 1
+        if len(pages) == 1:
+            assert {k: gt[k] for k in INVOICE_PAGE_KEYS} == {k: pages[0][k] for k in INVOICE_PAGE_KEYS}
+            assert gt.get("other_amounts") == pages[0].get("other_amounts") and "conflicts" not in gt
+            assert {"supplier_tax_id", "subtotal", "tax", "total"} & set(gt["fields"]) >= {"subtotal", "tax", "total"}
+    assert len(locales) >= 4 and multi >= 1
+
+
+def test_invoice_fields_of_one_known_invoice(tmp_path: Path) -> None:
+    """Seed 3, document 1: a German invoice (the amounts depend on how many item rows the fonts leave room for)."""
+    _, path = generate(tmp_path, 2, "invoice", seed=3, formats=("png",), damage=False, dpi=50)
+    gt = _gt(path)
+    assert gt["locale"] == "de" and gt["date_order"] == "YMD" and "conflicts" not in gt
+    fixed = {k: v for k, v in gt["fields"].items() if k not in ("subtotal", "tax", "total")}
+    assert fixed == {
+        "supplier_name": "Wright & Partners GmbH",
+        "supplier_address": "Bridgestrasse 113, 10115 Berlin, Germany",
+        "supplier_tax_id": "DE229486766",
+        "customer_name": "Jonas Moreau",
+        "document_number": "F191580",
+        "document_date": "2023-06-25",
+        "due_date": "2023-08-24",
+        "currency": "EUR",
+    }
+    assert gt["fields_raw"]["supplier_tax_id"] == "USt-IdNr. DE229486766"
+    assert gt["fields_raw"]["supplier_address"] == "Bridgestrasse 113\n10115 Berlin, Germany"
+    assert re.fullmatch(r"\d{1,3}(\.\d{3})*,\d{2} EUR", gt["fields_raw"]["total"])
+    assert gt["line_items"][0] == {"description": "Data backup service", "quantity": "5", "unit_price": "2211.46",
+                                   "amount": "11057.30"}
+    assert _dec(gt["fields"]["subtotal"]) + _dec(gt["fields"]["tax"]) == _dec(gt["fields"]["total"])
+    assert round(_dec(gt["fields"]["subtotal"]) * 0.19) == _dec(gt["fields"]["tax"])  # VAT 19 %
+
+
+@pytest.mark.parametrize("anomaly", list(synth.ANOMALIES))
+def test_invoice_anomalies_are_drawn_and_recorded(tmp_path: Path, anomaly: str) -> None:
+    plain = generate(tmp_path / "plain", 4, "invoice", seed=9, formats=("png",), damage=False, dpi=50)
+    paths = generate(tmp_path / "odd", 4, "invoice", seed=9, formats=("png",), damage=False, dpi=50, anomaly=anomaly)
+    again = generate(tmp_path / "again", 4, "invoice", seed=9, formats=("png",), damage=False, dpi=50, anomaly=anomaly)
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]  # seeded
+    locales = set()
+    for path, ref in zip(paths, plain):
+        gt, ref_gt = _gt(path), _gt(ref)
+        (page,) = gt["pages"]
+        locales.add(gt["locale"])
+        assert gt["anomaly"] == anomaly and gt["expected_review"] == list(synth.ANOMALIES[anomaly])
+        _check_invoice_page(page, gt)
+        f, raw, block = gt["fields"], gt["fields_raw"], _totals_block(page)
+        labels = [t for t in block if _TOTAL_LABEL.fullmatch(t)]
+        shipping = _dec(gt.get("other_amounts", {}).get("shipping", "0.00"))
+        # the rest of the invoice is as without the anomaly (two totals take a row of the items table's room)
+        changed = {"total", "document_date", "due_date", *(("subtotal", "tax") if anomaly == "two-totals" else ())}
+        same = {k: v for k, v in ref_gt["fields"].items() if k not in changed}
+        assert {k: f[k] for k in same} == same
+        if anomaly == "no-total":
+            assert "total" not in f and "conflicts" not in gt and not labels
+            assert not any(_TOTAL_LABEL.match(t) for t in _texts(page))  # no line starts with a total label
+        elif anomaly == "two-totals":
+            v1, v2 = gt["conflicts"]["total"]
+            assert "total" not in f and v1 != v2 and len(labels) == 2
+            r1, r2 = gt["conflicts_raw"]["total"]
+            assert block[block.index(labels[0]) + 1] == r1 and block[block.index(labels[1]) + 1] == r2
+            assert [f"{_cents(r) / 100:.2f}" for r in (r1, r2)] == [v1, v2]
+            assert _dec(f["subtotal"]) + shipping + _dec(f["tax"]) == _dec(v1)  # the first adds up
+        elif anomaly == "amounts-mismatch":
+            assert len(labels) == 1 and block[block.index(labels[0]) + 1] == raw["total"]
+            off = abs(_dec(f["subtotal"]) + shipping + _dec(f["tax"]) - _dec(f["total"]))
+            assert 100 <= off < 1000  # off by a few units; the items still sum to the subtotal (checked above)
+        else:  # date-order
+            order = gt["date_order_fields"]["document_date"]
+            assert order != _USUAL_ORDER[gt["locale"]] and order in ("DMY", "MDY")
+            a, b, _ = re.fullmatch(r"(\d{2})/(\d{2})/(\d{4})", raw["document_date"]).groups()
+            assert int(a) <= 12 and int(b) <= 12 and a != b  # either order is a date: ambiguous
+            assert f["document_date"] == _iso(raw["document_date"], order)
+            assert _iso(raw["document_date"], _USUAL_ORDER[gt["locale"]]) != f["document_date"]
+            assert any(t.endswith(raw["document_date"]) for t in _texts(page))
+            assert f["due_date"] == (dt.date.fromisoformat(f["document_date"])
+                                     + (dt.date.fromisoformat(ref_gt["fields"]["due_date"])
+                                        - dt.date.fromisoformat(ref_gt["fields"]["document_date"]))).isoformat()
+    assert len(locales) >= 2
+
+
+def test_anomaly_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no-total"):
+        generate(tmp_path, 1, "invoice", anomaly="wrong-vat")
+    with pytest.raises(ValueError, match="invoices only"):
+        generate(tmp_path, 1, "form", anomaly="no-total")
+    assert not list(tmp_path.iterdir())
+    assert synth._main([str(tmp_path / "cli"), "--pages", "1", "--formats", "png", "--dpi", "50", "--clean",
+                        "--anomaly", "two-totals"]) == 0
+    (png,) = (tmp_path / "cli").glob("*.png")
+    assert _gt(png)["anomaly"] == "two-totals" and len(_gt(png)["conflicts"]["total"]) == 2
+    with pytest.raises(SystemExit):
+        synth._main([str(tmp_path / "cli2"), "--kind", "book", "--anomaly", "no-total"])

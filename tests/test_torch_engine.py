@@ -259,7 +259,7 @@ def test_the_engine_of_gpu_actors_is_resolved_for_them_not_for_the_driver():
 
     rows: list[dict] = []
     assembler = Assembler(planned, DoneIndex(), fingerprint(planned, models), [], "r1",
-                          lambda docs, pages: rows.extend(docs))
+                          lambda docs, pages, fields: rows.extend(docs))
     assembler.add(SourceDocument("a.png", "d1", etag="e"))
     assembler.flush()
     assert [(r["engine"], r["config_fingerprint"]) for r in rows] == [("torch/cuda/float16", fingerprint(gpu, models))]

@@ -27,12 +27,12 @@ import pyarrow.parquet as pq
 
 from pipeline import schema
 from pipeline.config import StorageConfig
-from pipeline.errors import ConfigError, StorageError
+from pipeline.errors import ConfigError, FolioError, StorageError
 from pipeline.io.storage import get_storage, join
 from pipeline.types import DocumentRef, RunTally
 
 __all__ = ["read_table", "latest_documents", "document_confidence", "Selection", "select_documents", "run_stats",
-           "LATEST_DOCUMENTS_SQL"]
+           "selected_rows", "pages_of", "LATEST_DOCUMENTS_SQL"]
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,20 @@ def read_table(
     storage_config: StorageConfig | None = None,
     run_ids: Sequence[str] | None = None,
 ) -> pa.Table:
-    """Every row of ``documents`` or ``pages`` under ``dest`` (empty table when there is none).
+    """Every row of a table (``documents``, ``pages``, ``fields``, ``line_items``) under ``dest`` (an empty
+    table when there is none).
 
     Args:
         dest: output root, local or ``s3://``.
-        table: ``documents`` or ``pages``.
+        table: the table's name.
         columns: the columns to read (default all).
         storage_config: object-store client settings.
         run_ids: only the files written by these runs, or by runs whose id starts with one of
             these followed by ``-`` (file names carry the run id).
     """
-    table_schema = {"documents": schema.DOCUMENTS, "pages": schema.PAGES}.get(table)
+    table_schema = schema.TABLES.get(table)
     if table_schema is None:
-        raise ValueError(f"table must be 'documents' or 'pages', got {table!r}")
+        raise ValueError(f"table must be one of {', '.join(schema.TABLES)}, got {table!r}")
     wanted = list(columns) if columns else table_schema.names
     storage = get_storage(dest, storage_config)
     parts = []
@@ -236,19 +237,25 @@ def select_documents(
 def run_stats(dest: str, run_ids: Sequence[str], storage_config: StorageConfig | None = None,
               lowest: int = 10) -> RunTally:
     """The tally of ``run_ids`` (run ids or run id prefixes, as :func:`read_table` takes them) read back
-    from the Parquet they wrote: counts, errors by code, mean confidence and the lowest-confidence
-    documents."""
+    from the Parquet they wrote: counts, errors by code, mean confidence, the lowest-confidence
+    documents, and (runs with fields) the documents that need review and the fields found."""
     stats = RunTally()
     if not run_ids:
         return stats
-    docs = read_table(dest, "documents", ["doc_id", "source_uri", "status", "error_code", "run_id"],
-                      storage_config, run_ids)
+    docs = read_table(dest, "documents", ["doc_id", "source_uri", "status", "error_code", "run_id", "needs_review",
+                                          "review_reasons"], storage_config, run_ids)
     pages = read_table(dest, "pages", ["doc_id", "run_id", "status", "mean_confidence"], storage_config, run_ids)
     stats.pages = pages.num_rows
     stats.page_errors = pages.num_rows - int(pc.sum(pc.equal(pages["status"], "ok")).as_py() or 0)
     doc_rows = docs.to_pylist()
     for row in doc_rows:
         stats.add_document(row["status"], row["error_code"])
+        if row["needs_review"]:
+            stats.needs_review.append({"doc_id": row["doc_id"], "source_uri": row["source_uri"],
+                                       "reasons": list(row["review_reasons"] or [])})
+    fields = read_table(dest, "fields", ["field"], storage_config, run_ids)
+    for name in fields.column("field").to_pylist():
+        stats.fields_found[name] = stats.fields_found.get(name, 0) + 1
     valid = pages.filter(pc.is_valid(pages["mean_confidence"]))
     if valid.num_rows:
         stats.mean_confidence = float(pc.mean(valid["mean_confidence"]).as_py())
@@ -258,3 +265,39 @@ def run_stats(dest: str, run_ids: Sequence[str], storage_config: StorageConfig |
     stats.lowest_confidence = [{"doc_id": k[0], "source_uri": uris[k], "mean_confidence": round(c, 4)}
                                for c, k in ranked]
     return stats
+
+
+def selected_rows(src: str, selection: Selection | None, run_ids: Sequence[str] | None,
+                  storage_config: StorageConfig | None = None) -> list[dict]:
+    """The newest ``documents`` row of each selected document, by source URI (what ``folio export`` and
+    ``folio fields`` read): of every document, or those ``selection`` picks, or those ``run_ids`` wrote.
+
+    Raises:
+        FolioError: ``src`` holds no Folio output.
+    """
+    if run_ids is not None:
+        rows = latest_documents(src, storage_config, per="source_uri", run_ids=run_ids).to_pylist()
+    else:
+        rows = latest_documents(src, storage_config, per="source_uri").to_pylist()
+        if not rows:
+            raise FolioError(f"no Folio output under {src}: no documents table (SRC is what `folio run` wrote)",
+                             code="no_output")
+        if selection is not None and not selection.empty:
+            chosen = set(select_documents(src, selection, storage_config=storage_config).doc_ids)
+            rows = [r for r in rows if r["doc_id"] in chosen]
+    return sorted(rows, key=lambda r: r["source_uri"])
+
+
+def pages_of(src: str, rows: list[dict],
+             storage_config: StorageConfig | None = None) -> dict[tuple[str, str], list[dict]]:
+    """The ``pages`` rows of the documents' runs, by ``(doc_id, run_id)``."""
+    wanted = {(r["doc_id"], r["run_id"]) for r in rows}
+    out: dict[tuple[str, str], list[dict]] = {}
+    if not wanted:
+        return out
+    table = read_table(src, "pages", storage_config=storage_config, run_ids=sorted({r["run_id"] for r in rows}))
+    for page in table.to_pylist():
+        key = (page["doc_id"], page["run_id"])
+        if key in wanted:
+            out.setdefault(key, []).append(page)
+    return out

@@ -1,9 +1,11 @@
-"""Writing the ``documents`` and ``pages`` Parquet datasets and the run manifest.
+"""Writing the ``documents``, ``pages``, ``fields`` and ``line_items`` Parquet datasets and the run manifest.
 
 Layout under the destination::
 
     documents/run_date=YYYY-MM-DD/part-<run_id>-<shard>.parquet
     pages/run_date=YYYY-MM-DD/part-<run_id>-<shard>.parquet
+    fields/run_date=YYYY-MM-DD/part-<run_id>-<shard>.parquet       (runs with fields.enabled)
+    line_items/run_date=YYYY-MM-DD/part-<run_id>-<shard>.parquet   (runs with fields.enabled)
     _runs/<run_id>.json
 
 Both tables are Hive-partitioned datasets: ``pyarrow.dataset.dataset(dest +
@@ -28,7 +30,7 @@ from pipeline import schema
 from pipeline.config import StorageConfig
 from pipeline.errors import RETRYABLE_CODES, StorageError
 from pipeline.io.storage import get_storage, join
-from pipeline.types import DoneIndex, Page
+from pipeline.types import DocumentFields, DoneIndex, Page
 
 __all__ = ["DatasetWriter", "load_done_index", "new_run_id", "retire_orphan_pages"]
 
@@ -74,17 +76,28 @@ class DatasetWriter:
     def _path(self, table: str, shard: int) -> str:
         return join(self.dest, table, f"{schema.PARTITION_COLUMN}={self.run_date}", f"part-{self.run_id}-{shard:05d}.parquet")
 
-    def write_shard(self, shard: int, documents: Sequence[dict], pages: Sequence[Page], fingerprint: str) -> None:
-        """Write one shard: pages first, then documents.
+    def write_shard(self, shard: int, documents: Sequence[dict], pages: Sequence[Page], fingerprint: str,
+                    fields: Sequence[tuple[str, DocumentFields]] = ()) -> None:
+        """Write one shard: pages first, then fields and line items, then documents.
 
         A document counts as done once its ``documents`` row exists, so a crash
-        between the two writes leaves at worst page rows that a rerun writes again.
+        between the writes leaves at worst rows that a rerun writes again.
+
+        Args:
+            fields: ``(doc_id, what the fields stage found)`` of the shard's documents.
         """
         if pages:
             path = self._path("pages", shard)
             rows = [schema.page_row(p, run_id=self.run_id, fingerprint=fingerprint) for p in pages]
             self.storage.write_atomic(path, _to_parquet(rows, schema.PAGES, self.compression))
             self.files.append(path)
+        for table, make in (("fields", schema.field_rows), ("line_items", schema.line_item_rows)):
+            rows = [row for doc_id, found in fields for row in make(doc_id, found, run_id=self.run_id,
+                                                                     fingerprint=fingerprint)]
+            if rows:
+                path = self._path(table, shard)
+                self.storage.write_atomic(path, _to_parquet(rows, schema.TABLES[table], self.compression))
+                self.files.append(path)
         if documents:
             path = self._path("documents", shard)
             self.storage.write_atomic(path, _to_parquet(documents, schema.DOCUMENTS, self.compression))
@@ -135,11 +148,11 @@ def retire_orphan_pages(
     dest: str, storage_config: StorageConfig | None = None, older_than_s: float = 900.0,
     now: dt.datetime | None = None,
 ) -> list[str]:
-    """Empty the ``pages`` files whose ``documents`` file was never written.
+    """Empty the ``pages`` (and ``fields``, ``line_items``) files whose ``documents`` file was never written.
 
     A shard is written pages first, then documents, and a document counts as
-    done once its documents row exists; a run killed between the two writes
-    leaves pages rows for documents the next run processes again. Those files
+    done once its documents row exists; a run killed between the writes
+    leaves rows for documents the next run processes again. Those files
     are replaced by an empty table (a plain write: no delete permission needed)
     once the dead run's manifest is ``older_than_s`` old, so a live run, which
     refreshes its manifest at every shard, is never touched.
@@ -148,24 +161,26 @@ def retire_orphan_pages(
         The files that were emptied.
     """
     storage = get_storage(dest, storage_config)
-    docs_root, pages_root = join(dest, "documents"), join(dest, "pages")
+    docs_root = join(dest, "documents")
     documents = {p[len(docs_root):] for p in storage.glob(docs_root, ".parquet")}
     now = now or dt.datetime.now(dt.timezone.utc)
     ages: dict[str, float] = {}
     retired = []
-    for path in storage.glob(pages_root, ".parquet"):
-        if path[len(pages_root):] in documents:
-            continue
-        run_id = _run_id_of(path)
-        if run_id is None:
-            continue
-        if run_id not in ages:
-            ages[run_id] = _manifest_age(storage, dest, run_id, now)
-        if ages[run_id] < older_than_s:
-            continue  # a run that may still be writing
-        log.warning("emptying %s: its run %s died before writing the documents of this shard", path, run_id)
-        storage.write_atomic(path, _to_parquet([], schema.PAGES, "zstd"))
-        retired.append(path)
+    for table in ("pages", "fields", "line_items"):
+        root = join(dest, table)
+        for path in storage.glob(root, ".parquet"):
+            if path[len(root):] in documents:
+                continue
+            run_id = _run_id_of(path)
+            if run_id is None:
+                continue
+            if run_id not in ages:
+                ages[run_id] = _manifest_age(storage, dest, run_id, now)
+            if ages[run_id] < older_than_s:
+                continue  # a run that may still be writing
+            log.warning("emptying %s: its run %s died before writing the documents of this shard", path, run_id)
+            storage.write_atomic(path, _to_parquet([], schema.TABLES[table], "zstd"))
+            retired.append(path)
     return retired
 
 

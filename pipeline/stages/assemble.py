@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pipeline import __version__
 from pipeline.config import FolioConfig
 from pipeline.models.engine import engine_label
-from pipeline.types import DoneIndex, Failure, Item, Page, RunTally, SourceDocument
+from pipeline.types import DocumentFields, DoneIndex, Failure, Item, Page, RunTally, SourceDocument
 
 __all__ = ["Assembler"]
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: What a documents row for an input with the same bytes as an earlier one copies from it.
 _TWIN_FIELDS = ("mime", "page_count", "pages_ok", "status", "error_code", "error_message", "pages_pdf_text",
-                "pages_ocr")
+                "pages_ocr", "needs_review", "review_reasons")
 
 
 @dataclass(eq=False)
@@ -59,13 +59,15 @@ class Assembler:
         fingerprint: the run's config fingerprint.
         models: the ``models`` column (``role``, ``name``, ``sha256`` per model).
         run_id: the run's id.
-        sink: ``sink(documents, pages)`` writes a shard: ``documents`` rows and the
-            :class:`~pipeline.types.Page` objects of their pages.
+        sink: ``sink(documents, pages, fields)`` writes a shard: ``documents`` rows, the
+            :class:`~pipeline.types.Page` objects of their pages, and ``(doc_id, fields)`` of each.
         tally: where the counts go (a new one by default).
         force: redo documents the destination already holds under this fingerprint.
         redo_before: redo documents whose rows were processed before this time (a
             reprocessing job's retries keep what its first attempt finished).
         on_document: called with the tally after every input is accounted for.
+        fields: the fields stage (``fields.enabled``): a document's pages to its fields; its review
+            flags go in the document's row.
     """
 
     def __init__(
@@ -75,12 +77,13 @@ class Assembler:
         fingerprint: str,
         models: list[dict],
         run_id: str,
-        sink: Callable[[list[dict], list[Page]], None],
+        sink: Callable[[list[dict], list[Page], list[tuple[str, DocumentFields]]], None],
         *,
         tally: RunTally | None = None,
         force: bool = False,
         redo_before: dt.datetime | None = None,
         on_document: Callable[[RunTally], None] | None = None,
+        fields: Callable[[list[Page]], DocumentFields] | None = None,
     ):
         self.config = config
         self.done = done
@@ -98,6 +101,8 @@ class Assembler:
         self.twins: dict[str, list[SourceDocument] | dict] = {}
         self.owner: dict[str, str] = {}  # doc_id -> the key whose pages are kept
         self.finished_docs: list[dict] = []
+        self.fields = fields
+        self.finished_fields: list[tuple[str, DocumentFields]] = []
         self.finished_pages: list[Page] = []
         #: Every input's outcome, for the run's manifest.
         self.outcomes: list[dict] = []
@@ -209,6 +214,8 @@ class Assembler:
             source.failure = Failure("internal_error", f"unexpected {type(e).__name__} while assembling: {e}", True)
             pages = []
             row = self._doc_row(source, pages)
+        if self.fields is not None:
+            self._add_fields(row, pages)
         self.finished_docs.append(row)
         self.finished_pages.extend(pages)
         self._count(row, pages)
@@ -217,12 +224,26 @@ class Assembler:
         self.on_document(self.tally)
         waiting = self.twins.get(row["doc_id"])
         # only what a later input with the same bytes copies (a full row per document would grow with the run)
-        self.twins[row["doc_id"]] = {k: row[k] for k in _TWIN_FIELDS}
+        self.twins[row["doc_id"]] = {k: row.get(k) for k in _TWIN_FIELDS}
         if isinstance(waiting, list):
             for twin in waiting:
                 self._finish_duplicate(twin, row)
         if len(self.finished_docs) >= self.config.runner.flush_documents:
             self.flush()
+
+    def _add_fields(self, row: dict, pages: list[Page]) -> None:
+        """The document's fields (kept for the sink) and its review flags (in its row)."""
+        read = [p for p in pages if p.status == "ok"]
+        if not read:  # nothing was read: no fields, and nothing a person could check against
+            row["needs_review"], row["review_reasons"] = True, ["no_pages_read"]
+            return
+        try:
+            found = self.fields(read)
+        except Exception as e:  # noqa: BLE001 - a document whose fields fail is reviewed, never lost
+            log.exception("extracting the fields of %s failed", row["source_uri"])
+            found = DocumentFields(review=(f"fields_failed:{type(e).__name__}",))
+        row["needs_review"], row["review_reasons"] = bool(found.review), list(found.review)
+        self.finished_fields.append((row["doc_id"], found))
 
     def _finish_duplicate(self, source: SourceDocument, twin: dict) -> None:
         """A documents row for an input whose bytes were already processed; no pages rows."""
@@ -246,9 +267,9 @@ class Assembler:
         """Hand the finished rows to the sink."""
         if not self.finished_docs:
             return
-        docs, pages = self.finished_docs, self.finished_pages
-        self.finished_docs, self.finished_pages = [], []
-        self.sink(docs, pages)
+        docs, pages, fields = self.finished_docs, self.finished_pages, self.finished_fields
+        self.finished_docs, self.finished_pages, self.finished_fields = [], [], []
+        self.sink(docs, pages, fields)
 
     def close(self) -> RunTally:
         """Flush what is left; every input must have been accounted for."""

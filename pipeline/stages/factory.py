@@ -155,7 +155,8 @@ def _plugin_factory(path: str):
 
 
 def stage_models(config: FolioConfig) -> dict[str, ModelFile]:
-    """The models the page stage of ``create_page_stage(config)`` uses, by role, without building it.
+    """The models a run with ``config`` uses, by role, without loading them: those of the page stage of
+    ``create_page_stage(config)``, and the fields stage's calibration table (``fields.enabled``).
 
     Raises:
         ModelError: a model file, the tesseract program or its language data is missing.
@@ -163,7 +164,13 @@ def stage_models(config: FolioConfig) -> dict[str, ModelFile]:
     if config.engine.name == "tesseract":
         from pipeline.models.tesseract import tesseract_model_info
 
-        return tesseract_model_info(config)
-    from pipeline.models.bundle import model_files
+        models = tesseract_model_info(config)
+    else:
+        from pipeline.models.bundle import model_files
 
-    return model_files(config)
+        models = model_files(config)
+    if config.fields.enabled:
+        from pipeline.stages.fields import calibration_model
+
+        models = {**models, "fields": calibration_model()}
+    return models

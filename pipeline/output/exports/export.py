@@ -25,12 +25,7 @@ from dataclasses import dataclass, field
 from pipeline.config import StorageConfig
 from pipeline.errors import FolioError, StorageError
 from pipeline.io.storage import get_storage, join
-from pipeline.output.catalog import (
-    Selection,
-    latest_documents,
-    read_table,
-    select_documents,
-)
+from pipeline.output.catalog import Selection, pages_of, selected_rows
 from pipeline.output.exports import ExportDocument
 from pipeline.schema import page_from_row
 
@@ -139,11 +134,11 @@ def export(
     started = time.perf_counter()
     formats = list(dict.fromkeys(formats))
     writers = {fmt: _writer(fmt) for fmt in formats}
-    rows = _documents(src, selection, run_ids, storage_config)
+    rows = selected_rows(src, selection, run_ids, storage_config)
     report = ExportReport(files=dict.fromkeys(formats, 0))
     if relative_to is None:
         relative_to = _common_folder([r["source_uri"] for r in rows])
-    pages_by_run = _pages(src, rows, storage_config)
+    pages_by_run = pages_of(src, rows, storage_config)
     out = get_storage(dest, storage_config)
     for row in rows:
         uri = row["source_uri"]
@@ -198,33 +193,3 @@ def export(
 def _notify(callback, report: ExportReport) -> None:
     if callback is not None:
         callback(report)
-
-
-def _documents(src: str, selection: Selection | None, run_ids: Sequence[str] | None,
-               storage_config: StorageConfig | None) -> list[dict]:
-    """The newest ``documents`` row of each selected document, by source URI."""
-    if run_ids is not None:
-        rows = latest_documents(src, storage_config, per="source_uri", run_ids=run_ids).to_pylist()
-    else:
-        rows = latest_documents(src, storage_config, per="source_uri").to_pylist()
-        if not rows:
-            raise FolioError(f"no Folio output under {src}: no documents table (SRC is what `folio run` wrote)",
-                             code="no_output")
-        if selection is not None and not selection.empty:
-            chosen = set(select_documents(src, selection, storage_config=storage_config).doc_ids)
-            rows = [r for r in rows if r["doc_id"] in chosen]
-    return sorted(rows, key=lambda r: r["source_uri"])
-
-
-def _pages(src: str, rows: list[dict], storage_config: StorageConfig | None) -> dict[tuple[str, str], list[dict]]:
-    """The ``pages`` rows of the documents' runs, by ``(doc_id, run_id)``."""
-    wanted = {(r["doc_id"], r["run_id"]) for r in rows}
-    out: dict[tuple[str, str], list[dict]] = {}
-    if not wanted:
-        return out
-    table = read_table(src, "pages", storage_config=storage_config, run_ids=sorted({r["run_id"] for r in rows}))
-    for page in table.to_pylist():
-        key = (page["doc_id"], page["run_id"])
-        if key in wanted:
-            out.setdefault(key, []).append(page)
-    return out
