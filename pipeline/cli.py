@@ -116,6 +116,29 @@ set_option = click.option(
 )
 
 
+def selection_options(command):
+    """The options that pick documents of an existing output (``folio export``, ``folio fields``), as the
+    reprocess flow picks them; :func:`_selection` turns them into a selection."""
+    for option in reversed((
+        click.option("--doc-id", "doc_ids", multiple=True, help="Only this document (repeatable)."),
+        click.option("--source-prefix", help="Only documents whose source URI starts with this."),
+        click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or after (UTC)."),
+        click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or before (UTC)."),
+        click.option("--fingerprint", "fingerprints", multiple=True, help="Only documents with this config fingerprint."),
+        click.option("--run-id", "run_ids", multiple=True, help="Only what this run (or run id prefix) wrote (repeatable)."),
+    )):
+        command = option(command)
+    return command
+
+
+def _selection(doc_ids, source_prefix, since, until, fingerprints, below_confidence=None):
+    from pipeline.output.catalog import Selection
+
+    return Selection(doc_ids=tuple(doc_ids), source_prefix=source_prefix, since=since.date() if since else None,
+                     until=until.date() if until else None, fingerprints=tuple(fingerprints),
+                     below_confidence=below_confidence)
+
+
 @main.command()
 @click.argument("src")
 @click.argument("dest")
@@ -164,13 +187,8 @@ def run(src, dest, config_path, engine, force, quiet, exclude, runner, address, 
               type=click.Choice(["alto", "page", "hocr", "pdf", "txt"]),
               help="What to write (repeatable): alto (ALTO 4.4, a file per page), page (PAGE-XML 2019, a file per "
               "page), hocr, pdf (the source's pages with an invisible text layer, PDF/A-2b) or txt.")
-@click.option("--doc-id", "doc_ids", multiple=True, help="Only this document (repeatable).")
-@click.option("--source-prefix", help="Only documents whose source URI starts with this.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or after (UTC).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or before (UTC).")
-@click.option("--fingerprint", "fingerprints", multiple=True, help="Only documents with this config fingerprint.")
+@selection_options
 @click.option("--below-confidence", type=float, help="Only documents with a lower mean line confidence.")
-@click.option("--run-id", "run_ids", multiple=True, help="Only what this run (or run id prefix) wrote (repeatable).")
 @click.option("--relative-to", help="Name exports after the source's path below this prefix (default: the folder "
               "the exported sources share).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
@@ -178,14 +196,11 @@ def export_cmd(src, dest, formats, doc_ids, source_prefix, since, until, fingerp
                relative_to, quiet):
     """Write ALTO, PAGE-XML, hOCR, searchable PDF or text of the documents under the Folio output SRC into
     DEST/<format>/ (each document's newest rows). Error documents export nothing and are listed."""
-    from pipeline.output.catalog import Selection
     from pipeline.output.exports.export import export
 
     if "://" not in src and not Path(src).is_dir():
         raise click.UsageError(f"SRC {src!r} is not a folder holding a Folio output")
-    selection = Selection(doc_ids=tuple(doc_ids), source_prefix=source_prefix, since=since.date() if since else None,
-                          until=until.date() if until else None, fingerprints=tuple(fingerprints),
-                          below_confidence=below_confidence)
+    selection = _selection(doc_ids, source_prefix, since, until, fingerprints, below_confidence)
     from tqdm import tqdm
 
     bar = tqdm(desc="export", unit="doc", disable=quiet, file=sys.stderr)
@@ -213,26 +228,19 @@ def export_cmd(src, dest, formats, doc_ids, source_prefix, since, until, fingerp
 @click.argument("dest")
 @config_option
 @set_option
-@click.option("--doc-id", "doc_ids", multiple=True, help="Only this document (repeatable).")
-@click.option("--source-prefix", help="Only documents whose source URI starts with this.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or after (UTC).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only documents processed on or before (UTC).")
-@click.option("--fingerprint", "fingerprints", multiple=True, help="Only documents with this config fingerprint.")
-@click.option("--run-id", "run_ids", multiple=True, help="Only what this run (or run id prefix) wrote (repeatable).")
+@selection_options
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def fields_cmd(src, dest, config_path, sets, doc_ids, source_prefix, since, until, fingerprints, run_ids, quiet):
     """Extract invoice fields (supplier, number, dates, amounts, currency, line items) from the documents
     already read under the Folio output SRC, without OCR, into a new run under DEST (which may be SRC):
     the fields and line_items tables, and the documents' rows with needs_review. Exit 1 when some
     documents need review or could not be read."""
-    from pipeline.output.catalog import Selection
     from pipeline.output.refields import extract_fields
 
     if "://" not in src and not Path(src).is_dir():
         raise click.UsageError(f"SRC {src!r} is not a folder holding a Folio output")
     config = load_cli_config(config_path, sets)
-    selection = Selection(doc_ids=tuple(doc_ids), source_prefix=source_prefix, since=since.date() if since else None,
-                          until=until.date() if until else None, fingerprints=tuple(fingerprints))
+    selection = _selection(doc_ids, source_prefix, since, until, fingerprints)
     from tqdm import tqdm
 
     bar = tqdm(desc="fields", unit="doc", disable=quiet, file=sys.stderr)

@@ -34,6 +34,7 @@ import math
 import struct
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -409,13 +410,22 @@ class _PdfDocument(Document):
             )
         return dpi
 
-    def _decode(self, index: int) -> tuple[np.ndarray, float | None]:
-        where = f"PDF page {index + 1}"
+    @contextmanager
+    def _loaded(self, index: int, where: str) -> Iterator[pdfium.PdfPage]:
+        """Page ``index``, loaded and closed again under the PDFium lock."""
         with _PDFIUM_LOCK:
             try:
                 page = self._pdf[index]
             except pdfium.PdfiumError as e:
                 raise CorruptFile(f"{where} cannot be loaded: {e}", code="corrupt_pdf") from e
+            try:
+                yield page
+            finally:
+                page.close()
+
+    def _decode(self, index: int) -> tuple[np.ndarray, float | None]:
+        where = f"PDF page {index + 1}"
+        with self._loaded(index, where) as page:
             try:
                 dpi = self._dpi(page, where)
                 bitmap = page.render(scale=dpi / 72, rev_byteorder=True)  # 3-byte RGB on white
@@ -426,8 +436,6 @@ class _PdfDocument(Document):
                     bitmap.close()
             except pdfium.PdfiumError as e:
                 raise CorruptFile(f"{where} cannot be rendered: {e}", code="corrupt_pdf") from e
-            finally:
-                page.close()
         return image, dpi
 
     def text_layer(self, index: int) -> TextLayer:
@@ -441,17 +449,11 @@ class _PdfDocument(Document):
         if self._closed:
             raise ValueError("document is closed")
         where = f"PDF page {index + 1}"
-        with _PDFIUM_LOCK:
-            try:
-                page = self._pdf[index]
-            except pdfium.PdfiumError as e:
-                raise CorruptFile(f"{where} cannot be loaded: {e}", code="corrupt_pdf") from e
+        with self._loaded(index, where) as page:
             try:
                 return read_text_layer(page, self._dpi(page, where))
             except pdfium.PdfiumError as e:
                 raise CorruptFile(f"{where}: its text cannot be read: {e}", code="corrupt_pdf") from e
-            finally:
-                page.close()
 
     def _release(self) -> None:
         with _PDFIUM_LOCK:
