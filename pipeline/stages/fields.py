@@ -80,17 +80,20 @@ _BUSINESS = re.compile(r"(?<!\w)(trading|company|restaurant|restoran|store|shop|
 _NOT_A_NAME = re.compile(r"\b(thank|welcome|returnable|refund|exchange|opening|hours|receipt|invoice)\b", re.IGNORECASE)
 _COMPANY = re.compile(f"{_LEGAL.pattern}|{_BUSINESS.pattern}", re.IGNORECASE)
 #: Words that start an address line, not a name.
-_ADDRESS_START = re.compile(r"^\W*(no\.?\s*\d|lot\b|\d|jalan\b|jln\b|street\b|st\.|road\b|floor\b|\d+(st|nd|rd|th)\b)",
+_ADDRESS_START = re.compile(r"^\W*(no[.:]?\s*\d|lot\b|\d|jalan\b|jln\b|street\b|st\.|road\b|floor\b|\d+(st|nd|rd|th)\b)",
                             re.IGNORECASE)
 #: Lines that end an address block.
-_ADDRESS_STOP = re.compile(r"\b(tel\w*|phone|fax|e-?mail|www\.|http|gst|vat|tax|invoice|receipt|"
-                           r"document|cashier|table|bill|order|customer|h/?p|mobile)\b|@", re.IGNORECASE)
+_ADDRESS_STOP = re.compile(r"\b(tel\w*|te1|phone|fax|e-?mail|www\.|http|gst|vat|tax|invoice|receipt|hours|"
+                           r"document|cashier|served|table|bill|order|customer|h/?p|mobile|number|id)\b|@", re.IGNORECASE)
+#: A ``Key: value`` line (``Served by: rojan``), which no address line is unless it starts like one.
+_KEY_COLON = re.compile(r"^\W*[A-Za-z][A-Za-z .]{1,20}:")
 #: A phone number alone on a line.
 _PHONE = re.compile(r"^\W*\+?[\d\s()/.-]{7,}$")
 #: A registration number after a name or on a line of its own: ``(789417-W)``, ``CO. REG : 860671-D``,
 #: ``COMPANY NO: SA0127959-D``; a lot number (``LOT 1851-A``) is not one.
-_REGISTRATION = re.compile(r"\(\s*((co|company)[-.\s]*(reg|rfg|no)?\.?\s*(no)?\.?\s*[:.]?\s*)?[A-Z]{0,3}\d{3,}[\dA-Z]*"
-                           r"(\s*-\s*[A-Z])?\s*\)[,.]?|\b(co|company)[-.\s]*(reg|rfg|no)\b.*$", re.IGNORECASE)
+_REGISTRATION = re.compile(r"\(\s*((co|company)?[-.\s]*(reg|rfg|no)?\.?\s*(no)?\.?\s*[:.]?\s*)?[A-Z]{0,3}\d{3,}[\dA-Z]*"
+                           r"(\s*-\s*[A-Z])?\s*\)[,.]?|\b(co|company)[-.\s]*(reg|rfg|no)\b.*$|^\s*\d{6,}-?[A-Z]\b",
+                           re.IGNORECASE)
 _REGISTRATION_LINE = re.compile(r"^\W*([A-Z]{0,3}\d{5,}[\dA-Z]*\s*-\s*[A-Z]\W*|(co|company|roc)\b[-.\s]*(reg|rfg|no)\b.*)$",
                                 re.IGNORECASE)
 #: A short ``KEY: value`` line (``SITE: 2395``): a detail of the shop, not a line of its address.
@@ -698,8 +701,9 @@ def _address(lines: list[_Line], supplier: _Candidate | None, labels) -> _Candid
         dates = v.find_dates(line.text)
         if dates and not re.search(r"[^\W\d]{3,}", line.text[:dates[0].start] + line.text[dates[0].end:]):
             continue  # a date (and time) beside the address, printed on its right
-        address_like = _ADDRESS_START.match(line.text)
-        if _ADDRESS_STOP.search(line.text) or _PHONE.match(line.text) or (labels[line.order] and not address_like):
+        address_like = _ADDRESS_START.match(text)
+        if _ADDRESS_STOP.search(line.text) or _PHONE.match(line.text) or (
+                (labels[line.order] or _KEY_COLON.match(text)) and not address_like):
             break
         if kept and line.box[1] - previous_bottom > 1.5 * kept[-1].height:
             break
@@ -707,6 +711,9 @@ def _address(lines: list[_Line], supplier: _Candidate | None, labels) -> _Candid
         previous_bottom = line.box[3]
         if len(kept) == 6:
             break
+    if len(kept) > 1 and not any(c.isdigit() for c in kept[0].text) and _ADDRESS_START.match(
+            _REGISTRATION.sub(" ", kept[1].text).strip()):
+        kept = kept[1:]  # the last line of a name over two lines; the address starts under it
     if not kept or not any(any(c.isdigit() for c in line.text) for line in kept):
         return None  # an address has a number: a street, a postcode
     text = " ".join(" ".join(_REGISTRATION.sub(" ", line.text).split()) for line in kept)
