@@ -231,17 +231,23 @@ class FieldsStage:
         others = {kind: self._labelled_amounts(lines, labels, kind, decimal) for kind in ("payment", "discount",
                                                                                            "rounding")}
         charges = _charges(lines, decimal)
-        total, conflict = _choose_total(totals, [c for cs in others.values() for c in cs] + charges)
-        if total is not None and others["rounding"]:
-            total = _rounded(lines, total, others["rounding"][-1], decimal)
-        if conflict:
-            review.append("conflicting:total")
         subtotal = _last(self._labelled_amounts(lines, labels, "subtotal", decimal))
         tax = _last(self._labelled_amounts(lines, labels, "tax", decimal))
+        total, conflict = _choose_total(totals, [c for cs in others.values() for c in cs] + charges,
+                                        _sum(subtotal, tax), others["payment"], lines, decimal)
+        rounding = others["rounding"][-1] if others["rounding"] else None
+        if total is None and rounding is not None:  # its label misread: the amount over the rounding line
+            total = _before(lines, rounding, decimal)
+        if total is not None and rounding is not None:
+            total = _rounded(lines, total, rounding, decimal)
+        if conflict:
+            review.append("conflicting:total")
+        if total is None and subtotal is not None and tax is not None:  # its label misread: the sum, printed
+            total = _printed_sum(lines, subtotal, tax, decimal)
         if total is None and subtotal is None and tax is None:
             # a receipt whose TOTAL was misread: the largest amount; a document that labels its subtotal or
             # tax but no total has none
-            total = _largest_amount(lines, decimal)
+            total = _largest_amount(lines, labels, decimal)
         put("total", total)  # a conflict is its method (label-conflict), calibrated as such
         put("subtotal", subtotal)
         put("tax", tax)
@@ -460,15 +466,27 @@ def _decimal_mark(lines: list[_Line]) -> str | None:
     return None
 
 
-def _choose_total(candidates: list[_Candidate], others: list[_Candidate]) -> tuple[_Candidate | None, bool]:
-    """The total among the labelled ones: the strongest label, the last one of those; and whether two
-    totals disagree by more than rounding and more than any payment, discount, rounding or charge line
-    of the document explains (``Total 150.00``, ``Paid 50.00``, ``Balance due 100.00`` agree)."""
+def _choose_total(candidates: list[_Candidate], others: list[_Candidate], expected: Decimal | None,
+                  payments: list[_Candidate], lines: list[_Line], decimal: str | None) -> tuple[_Candidate | None, bool]:
+    """The total among the labelled ones: the strongest label; of those, the one that agrees with subtotal +
+    tax or a payment and is not a summary table's row of several amounts, the last one on a tie; and
+    whether two totals disagree by more than rounding and more than any payment, discount, rounding or
+    charge line of the document explains (``Total 150.00``, ``Paid 50.00``, ``Balance due 100.00`` agree)."""
     if not candidates:
         return None, False
     best = max(c.priority for c in candidates)
+    paid = {_dec(p.value) for p in payments}
+
+    def support(c: _Candidate) -> int:
+        value = _dec(c.value)
+        s = int(expected is not None and value is not None and abs(value - expected) <= _TOLERANCE)
+        s += int(value in paid)
+        row = [o for o in lines if o.page == c.line.page and _same_row(o, c.line)]
+        s -= int(sum(len(v.find_amounts(o.text, decimal=decimal)) for o in row) > 1)
+        return s
+
     top = [c for c in candidates if c.priority == best]
-    chosen = top[-1]
+    chosen = max(reversed(top), key=support)
     values = sorted({_dec(c.value) for c in candidates} - {None})
     explained = {abs(d) for d in (_dec(o.value) for o in others) if d is not None}
     conflict = any(b - a > _TOLERANCE and not any(abs((b - a) - e) <= _TOLERANCE for e in explained)
@@ -511,14 +529,47 @@ def _charges(lines: list[_Line], decimal: str | None) -> list[_Candidate]:
     return out
 
 
-def _largest_amount(lines: list[_Line], decimal: str | None) -> _Candidate | None:
-    """The largest amount with decimals in the lower part of the last page."""
+def _sum(subtotal: _Candidate | None, tax: _Candidate | None) -> Decimal | None:
+    if subtotal is None or tax is None or _dec(subtotal.value) is None or _dec(tax.value) is None:
+        return None
+    return _dec(subtotal.value) + _dec(tax.value)
+
+
+def _printed_sum(lines: list[_Line], subtotal: _Candidate, tax: _Candidate, decimal: str | None) -> _Candidate | None:
+    """The amount printed after the tax line that is subtotal + tax: the total whose label OCR lost."""
+    target = _sum(subtotal, tax)
+    after = max(subtotal.line.order, tax.line.order)
+    for line in lines:
+        if line.order <= after or line.order > after + 6:
+            continue
+        for a in v.find_amounts(line.text, decimal=decimal):
+            if _dec(a.value) is not None and abs(_dec(a.value) - target) <= _TOLERANCE:
+                return _Candidate(a.value, a.raw, line, a.start, a.end, "printed-sum")
+    return None
+
+
+def _before(lines: list[_Line], rounding: _Candidate, decimal: str | None) -> _Candidate | None:
+    """The amount on the line just over a rounding line (``60.31``, then ``ROUNDING ADJ -0.01``)."""
+    above = [line for line in lines if line.page == rounding.line.page and line.order < rounding.line.order]
+    for line in reversed(above[-2:]):
+        amounts = v.find_amounts(line.text, decimal=decimal)
+        if amounts and not any(c.isalpha() for c in line.text.replace(amounts[-1].raw, "")):
+            a = amounts[-1]
+            return _Candidate(a.value, a.raw, line, a.start, a.end, "before-rounding")
+    return None
+
+
+def _largest_amount(lines: list[_Line], labels, decimal: str | None) -> _Candidate | None:
+    """The largest amount with decimals in the lower part of the last page, not on a payment line (cash
+    tendered, change)."""
     if not lines:
         return None
     last = lines[-1].page
     best = None
+    paying = {o.order for line in lines if any(x.field == "payment" for x in labels[line.order])
+              for o in lines if o.page == line.page and _same_row(o, line)}
     for line in lines:
-        if line.page != last or line.box[1] < 0.3 * line.page_height:
+        if line.page != last or line.box[1] < 0.3 * line.page_height or line.order in paying:
             continue
         for a in v.find_amounts(line.text, decimal=decimal):
             value = _dec(a.value)
