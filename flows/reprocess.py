@@ -29,17 +29,23 @@ def select_task(dest, selection, fingerprint, storage_config):
     return select_documents(dest, selection, fingerprint, storage_config)
 
 
-@task(name="fields", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def fields_task(dest: str, selection: Selection, config: FolioConfig) -> FlowReport:
-    """The fields of the selected documents, extracted again from their pages into a new run under ``dest``."""
+def extract_fields_again(dest: str, selection: Selection, config: FolioConfig) -> FlowReport:
+    """The fields of the selected documents, extracted again from their pages into a new run under ``dest``
+    (``folio fields``), as the flow's report."""
     from pipeline.output.refields import extract_fields
 
     result = extract_fields(dest, dest, config, selection=selection)
-    get_run_logger().info("fields of %d documents extracted again (%d need review)", result.tally.documents,
-                          len(result.needs_review))
     return FlowReport(flow="reprocess", dest=dest, fingerprint="", planned=result.tally.documents, shards=1,
                       batch_id=result.tally.run_id, run_ids=[result.tally.run_id], seconds=result.tally.seconds,
                       selection=f"{selection.describe()} (fields only)")
+
+
+@task(name="fields", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def fields_task(dest: str, selection: Selection, config: FolioConfig) -> FlowReport:
+    """:func:`extract_fields_again` as a task."""
+    report = extract_fields_again(dest, selection, config)
+    get_run_logger().info("fields of %d documents extracted again", report.planned)
+    return report
 
 
 @flow(name="reprocess", description="Rerun a selection of already processed documents with a given config.")

@@ -167,3 +167,23 @@ def test_the_artifact_lists_what_needs_review():
                                                       "reasons": ["missing:total"]}], fields_found={"total": 1})
     text = report_markdown(FlowReport(flow="invoices", dest="out", fingerprint="f", tally=tally))
     assert "Needs review: 1 of 2 documents" in text and "missing:total" in text and "| `total` | 1 |" in text
+
+
+def test_the_reprocess_flows_fields_task_counts_what_it_wrote(invoices_run, tmp_path):
+    import shutil
+
+    from flows.common import collect
+    from flows.reprocess import extract_fields_again
+    from pipeline.output.catalog import Selection
+
+    dest = tmp_path / "out"
+    shutil.copytree(invoices_run, dest)
+    config = load_config(None, {"fields.enabled": True}, environ={})
+    report = extract_fields_again(str(dest), Selection(everything=True), config)
+    collect(report, config)
+    docs = read_rows(dest, "documents")
+    new = [d for d in docs if d["run_id"] == report.batch_id]
+    assert report.tally.documents == len(new) > 0
+    assert report.tally.fields_found["total"] == sum(
+        1 for f in read_rows(dest, "fields") if f["run_id"] == report.batch_id and f["field"] == "total")
+    assert {d["source_uri"] for d in report.tally.needs_review} == {d["source_uri"] for d in new if d["needs_review"]}
