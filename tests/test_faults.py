@@ -172,18 +172,20 @@ def test_a_run_that_died_between_its_two_writes_leaves_no_extra_pages(fault_scan
     writes = []
     real = DatasetWriter.write_shard
 
-    def dies_after_pages(self, shard, documents, pages, fingerprint):
+    def dies_after_pages(self, shard, documents, pages, fingerprint, fields=()):
         if len(writes) == 1:  # the second shard: its pages land, then the driver "dies"
-            real(self, shard, [], pages, fingerprint)
+            real(self, shard, [], pages, fingerprint, fields)
             raise KeyboardInterrupt("driver killed")
         writes.append(shard)
-        return real(self, shard, documents, pages, fingerprint)
+        return real(self, shard, documents, pages, fingerprint, fields)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(DatasetWriter, "write_shard", dies_after_pages)
-    with pytest.raises(KeyboardInterrupt):
-        run(str(scans), str(dest), config, progress=False)
-    mp.undo()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(str(scans), str(dest), config, progress=False)
+    finally:
+        mp.undo()  # whatever happens: the other tests write with the real writer
     orphan_pages = len(_parquet_rows(dest, "pages"))
     assert orphan_pages > len(_parquet_rows(dest, "documents"))  # the dead run's extra pages are visible...
     # ...until a later run retires them; a live run's fresh manifest protects its files
