@@ -8,11 +8,17 @@ original-page pixels) and finds:
   ``Jumlah``, ``Invoice No``, ``Fecha``...; :data:`~pipeline.stages.values.LABELS`)
   and its value on the same line after it, on the same row to its right, or
   just below it: totals, subtotal, tax, document number, dates, customer, tax id;
+* **totals** by the strength of their label (``Grand total`` over ``Total``),
+  then by what agrees with them (subtotal + tax, a payment); not a tax
+  summary's rows, ``TOTAL QTY`` or ``GST included in total``; after a rounding
+  adjustment, the rounded amount printed next. Where OCR lost the label, the
+  amount printed after the tax that is subtotal + tax, or the amount over the
+  rounding line; on a document that labels no subtotal or tax either (a
+  receipt whose ``TOTAL`` was misread), the largest amount that is not a payment;
 * **values by position** where no label says: the supplier is the most
-  prominent name at the top of the first page, its address the lines under it;
-  the total, failing a label, the largest amount in the lower part of the last
-  page (on a document that labels no subtotal or tax either: a receipt whose
-  ``TOTAL`` was misread); the document date, the first date;
+  prominent company-like name at the top of the first page (a sender line over
+  the address window names it outright), its address the lines under it; the
+  document date, the first date;
 * **line items**: the rows under a table header (description, quantity, unit
   price, amount) down to the totals, each number in the header's column it
   lies under.
