@@ -6,7 +6,7 @@ recognised lines nested and each line's words nested in it. ``fields`` and
 ``line_items`` (runs with ``fields.enabled``): one row per document and field
 found, and per line of a document's table of goods or services. Column names are
 a contract: DuckDB queries, Spark jobs and Athena tables outside this repo
-read them. Add columns freely; never rename or drop one. Both schemas carry
+read them. Add columns freely; never rename or drop one. Every schema carries
 their version in the Arrow metadata.
 """
 

@@ -8,7 +8,7 @@ Layout under the destination::
     line_items/run_date=YYYY-MM-DD/part-<run_id>-<shard>.parquet   (runs with fields.enabled)
     _runs/<run_id>.json
 
-Both tables are Hive-partitioned datasets: ``pyarrow.dataset.dataset(dest +
+The tables are Hive-partitioned datasets: ``pyarrow.dataset.dataset(dest +
 "/pages", partitioning="hive")`` or DuckDB's ``read_parquet('dest/pages/**/*.parquet',
 hive_partitioning=true)`` read them as they are. File names carry the run id and
 shard number, so a retried shard overwrites its own file instead of adding rows.
