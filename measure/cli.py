@@ -215,7 +215,8 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
                 {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
                  "cer": s.cer, "det_hmean": s.det_hmean if s.det_scored else None,
                  "word_box_coverage": s.word_box_coverage, "word_boxes_read": s.box_read,
-                 "order_cer": s.order_errors / s.order_chars if s.order_chars else None, "seconds": s.seconds}
+                 "order_cer": s.order_errors / s.order_chars if s.order_chars else None,
+                 "line_recall": s.lines_found / s.lines_gt if s.lines_gt else None, "seconds": s.seconds}
                 for s in scores
             ],
         }
@@ -229,6 +230,8 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
         boxes = (f" | word boxes {f(summary['word_box_coverage'])} ({summary['word_boxes_covered']} of "
                  f"{summary['word_boxes_read']} words read exactly at IoU >= 0.5)")
     order = f" | reading-order CER {f(summary['order_cer'])}" if summary.get("order_cer") is not None else ""
+    if summary.get("line_recall") is not None:
+        order += f" | line recall {f(summary['line_recall'])} ({summary['lines_found']} of {summary['lines_gt']})"
     if summary.get("text_sources") is not None:
         order += (" | pages by text source " + ", ".join(f"{k} {v}" for k, v in sorted(summary["text_sources"].items()))
                   + f" | {summary['ocr_words_added']} words OCR'd in image regions (not scored)")

@@ -51,6 +51,7 @@ __all__ = [
     "detection_counts",
     "line_cer_counts",
     "word_box_counts",
+    "line_recall_counts",
     "rescale_polygon",
     "PageScore",
     "score_page",
@@ -415,6 +416,8 @@ class PageScore:
         order_errors, order_chars: character edit errors of the whole page text in the system's
             reading order against the GT lines in the GT's reading order, and the GT's characters
             (:func:`reading_order_counts`; 0 where the GT gives no order).
+        lines_found, lines_gt: GT text lines some predicted line covers, and GT text lines with a
+            polygon (:func:`line_recall_counts`; 0 where detection is not scored).
     """
 
     sample_id: str
@@ -432,6 +435,8 @@ class PageScore:
     box_covered: int = 0
     order_errors: int = 0
     order_chars: int = 0
+    lines_found: int = 0
+    lines_gt: int = 0
 
     @property
     def word_box_coverage(self) -> float | None:
@@ -522,6 +527,7 @@ def score_page(
     else:
         cer_counts, det = _line_counts(pred_lines, sample.lines, iou_threshold)
         det_scored = True
+    recall = line_recall_counts([p for p, _ in pred_lines], sample.lines) if det_scored else (0, 0)
     box_read, box_covered = word_box_counts(pred_words, sample.word_boxes, iou_threshold)
     order = reading_order_counts(pred_text, sample) if sample.ordered else (0, 0)
     return PageScore(
@@ -540,7 +546,35 @@ def score_page(
         box_covered=box_covered,
         order_errors=order[0],
         order_chars=order[1],
+        lines_found=recall[0],
+        lines_gt=recall[1],
     )
+
+
+def line_recall_counts(pred_polys: Sequence[Polygon | None], gt_lines: Sequence[GtLine],
+                       min_cover: float = 0.5) -> tuple[int, int]:
+    """(GT text lines found, GT text lines with a polygon): a GT line is found when the predicted lines
+    that overlap it cover at least ``min_cover`` of its box, however many pieces the system read it
+    in. A line no predicted line covers is text the output lost without a trace.
+    """
+    boxes = [_bbox(p) for p in pred_polys if p is not None]
+    found = total = 0
+    for gt in gt_lines:
+        if not gt.text.strip() or gt.polygon is None:
+            continue
+        total += 1
+        x0, y0, x1, y1 = _bbox(gt.polygon)
+        area = max((x1 - x0) * (y1 - y0), 1e-9)
+        # the overlaps of disjoint pieces add up; those of overlapping ones can count twice, capped at 1
+        covered = sum(max(0.0, min(x1, b[2]) - max(x0, b[0])) * max(0.0, min(y1, b[3]) - max(y0, b[1]))
+                      for b in boxes)
+        found += covered / area >= min_cover
+    return found, total
+
+
+def _bbox(polygon: Polygon) -> tuple[float, float, float, float]:
+    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def reading_order_counts(pred_text: str, sample: GtPage) -> tuple[int, int]:
@@ -575,7 +609,9 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         exactly, :func:`word_box_counts`; None when no page has GT word boxes or no word was
         read) with ``word_boxes_read`` and ``word_boxes_covered``; ``order_cer``, the CER of the page
         texts in reading order (:func:`reading_order_counts`; None where no page's GT gives an order),
-        with ``order_errors`` and ``order_chars``. With no pages, every ratio is None.
+        with ``order_errors`` and ``order_chars``; ``line_recall``, the share of GT text lines some
+        predicted line covers (:func:`line_recall_counts`, over the pages where detection is scored),
+        with ``lines_found`` and ``lines_gt``. With no pages, every ratio is None.
     """
     n = len(scores)
     tp = sum(s.tp for s in scores)
@@ -592,6 +628,8 @@ def summarize(scores: Sequence[PageScore]) -> dict:
     box_covered = sum(s.box_covered for s in scores)
     order_errors = sum(s.order_errors for s in scores)
     order_chars = sum(s.order_chars for s in scores)
+    lines_found = sum(s.lines_found for s in det_pages)
+    lines_gt = sum(s.lines_gt for s in det_pages)
     wp, wr, wf = _prf(tp, n_pred, n_gt) if n else (None, None, None)
     dp, dr, df = _prf(dtp, dpred, dgt) if det_pages else (None, None, None)
     return {
@@ -604,6 +642,9 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         "det_precision": dp,
         "det_recall": dr,
         "det_hmean": df,
+        "line_recall": lines_found / lines_gt if lines_gt else None,
+        "lines_found": lines_found,
+        "lines_gt": lines_gt,
         "seconds_per_page": seconds / n if n else None,
         "seconds_total": seconds,
         "words_tp": tp,

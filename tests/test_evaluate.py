@@ -240,3 +240,17 @@ def test_summarize_leaves_out_unscored_detection_and_handles_empty():
     assert out["det_hmean"] is None and out["det_pages"] == 0 and out["word_f1"] == 1.0
     empty = summarize([])
     assert empty["pages"] == 0 and empty["word_f1"] is None and empty["cer"] is None
+
+
+def test_line_recall_counts_a_line_read_in_pieces_and_misses_a_lost_one():
+    from measure.scoring import line_recall_counts
+
+    def box(x0, y0, x1, y1):
+        return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+    gt = [GtLine("a long bent line", box(0, 0, 100, 10)), GtLine("lost", box(0, 20, 100, 30)),
+          GtLine("", box(0, 40, 100, 50)), GtLine("no polygon", None)]
+    # the first line read in two pieces covering 30% + 30% of it; nothing over the second
+    assert line_recall_counts([box(0, 0, 30, 10), box(40, 0, 70, 10)], gt) == (1, 2)
+    assert line_recall_counts([box(0, 0, 30, 10)], gt) == (0, 2)  # 30%: not found
+    assert line_recall_counts([], gt) == (0, 2)
