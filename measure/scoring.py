@@ -572,11 +572,6 @@ def line_recall_counts(pred_polys: Sequence[Polygon | None], gt_lines: Sequence[
     return found, total
 
 
-def _bbox(polygon: Polygon) -> tuple[float, float, float, float]:
-    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
-    return min(xs), min(ys), max(xs), max(ys)
-
-
 def reading_order_counts(pred_text: str, sample: GtPage) -> tuple[int, int]:
     """Character errors of the page text in reading order: the system's whole page text against the GT
     lines joined in the GT's order, both after :func:`normalize_text` (so line breaks and spacing do not
