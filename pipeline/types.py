@@ -39,6 +39,7 @@ __all__ = [
     "BLOCK_KINDS",
     "TEXT_SOURCES",
     "Polygon",
+    "Box",
     "DocumentRef",
     "Word",
     "Line",
@@ -58,20 +59,34 @@ __all__ = [
     "DoneIndex",
     "RunTally",
     "bounding_polygon",
+    "polygon_box",
+    "box_polygon",
 ]
 
 #: Four (x, y) corners, clockwise from the top-left one.
 Polygon = tuple[tuple[float, float], ...]
 
 
+#: An axis-aligned box: (x0, y0, x1, y1), left, top, right, bottom.
+Box = tuple[float, float, float, float]
+
+
+def polygon_box(polygon: Polygon) -> Box:
+    """The axis-aligned box around a polygon."""
+    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def box_polygon(box: Box) -> Polygon:
+    """A box's four corners, clockwise from the top-left one."""
+    x0, y0, x1, y1 = box
+    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+
 def bounding_polygon(polygons: list[Polygon] | tuple[Polygon, ...]) -> Polygon | None:
     """The axis-aligned rectangle around some polygons (None for none)."""
     points = [p for poly in polygons for p in poly]
-    if not points:
-        return None
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
-    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+    return box_polygon(polygon_box(points)) if points else None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from pipeline.types import Line, Polygon, Word
+from pipeline.types import Line, Polygon, Word, box_polygon
 
 __all__ = ["TextLayer", "read_text_layer", "text_is_words"]
 
@@ -164,11 +164,6 @@ class _Affine:
         return min(xs), min(ys), max(xs), max(ys)
 
 
-def _quad(box: tuple[float, float, float, float]) -> Polygon:
-    x0, y0, x1, y1 = box
-    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-
-
 def _objects(page: pdfium.PdfPage) -> tuple[dict[int, int], list[tuple[int, tuple]], list[tuple]]:
     """The page's top-level objects: {address: z-index}, images (z-index, page-space bounds), and the
     bounds of filled non-white paths and images (what white text may be drawn on)."""
@@ -242,7 +237,7 @@ def read_text_layer(page: pdfium.PdfPage, dpi: float) -> TextLayer:
         textpage.close()
     visible = sum(1 for g in glyphs if isinstance(g, tuple) and not g[2])
     regions = tuple(
-        _quad(to_px.box(*bounds)) for _, bounds in images
+        box_polygon(to_px.box(*bounds)) for _, bounds in images
         if bounds[2] - bounds[0] >= _MIN_IMAGE_W and bounds[3] - bounds[1] >= _MIN_IMAGE_H
     )
 
@@ -367,7 +362,7 @@ def _same_line(a: tuple, b: tuple) -> bool:
 def _word(glyphs: list[_Glyph]) -> Word:
     box = (min(g[1][0] for g in glyphs), min(g[1][1] for g in glyphs),
            max(g[1][2] for g in glyphs), max(g[1][3] for g in glyphs))
-    return Word("".join(g[0] for g in glyphs), 1.0, _quad(box))
+    return Word("".join(g[0] for g in glyphs), 1.0, box_polygon(box))
 
 
 def _cut_at_gaps(words: list[Word]) -> list[list[Word]]:
@@ -383,4 +378,4 @@ def _cut_at_gaps(words: list[Word]) -> list[list[Word]]:
 def _line(words: list[Word]) -> Line:
     box = (min(w.polygon[0][0] for w in words), min(w.polygon[0][1] for w in words),
            max(w.polygon[2][0] for w in words), max(w.polygon[2][1] for w in words))
-    return Line(" ".join(w.text for w in words), 1.0, _quad(box), tuple(words), source="pdf")
+    return Line(" ".join(w.text for w in words), 1.0, box_polygon(box), tuple(words), source="pdf")

@@ -57,7 +57,18 @@ from pathlib import Path
 from pipeline.config import FieldsConfig
 from pipeline.models.zoo import ModelFile
 from pipeline.stages import values as v
-from pipeline.types import FIELDS, REQUIRED_FIELDS, DocumentFields, Field, LineItem, Page, Polygon, bounding_polygon
+from pipeline.types import (
+    FIELDS,
+    REQUIRED_FIELDS,
+    DocumentFields,
+    Field,
+    LineItem,
+    Page,
+    Polygon,
+    bounding_polygon,
+    box_polygon,
+    polygon_box,
+)
 
 __all__ = ["FieldsStage", "calibration_model"]
 
@@ -147,26 +158,16 @@ class _Line:
     def span_polygon(self, start: int, end: int) -> Polygon | None:
         """The box around the words of ``text[start:end]`` (the line's box when it has no words)."""
         if not self.words:
-            return _quad(self.box)
+            return box_polygon(self.box)
         polys, at = [], 0
         for word in self.words:
             at = self.text.find(word.text, at)
             if at < 0:
-                return _quad(self.box)
+                return box_polygon(self.box)
             if at < end and at + len(word.text) > start:
                 polys.append(word.polygon)
             at += len(word.text)
-        return bounding_polygon(polys) if polys else _quad(self.box)
-
-
-def _quad(box) -> Polygon:
-    x0, y0, x1, y1 = box
-    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-
-
-def _box(polygon) -> tuple[float, float, float, float]:
-    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
-    return min(xs), min(ys), max(xs), max(ys)
+        return bounding_polygon(polys) if polys else box_polygon(self.box)
 
 
 #: A date and a time that OCR read without the space between them (``09/02/201811:40``).
@@ -180,7 +181,7 @@ def _lines(pages: Sequence[Page]) -> list[_Line]:
         for line in page.lines:
             if line.text.strip():
                 text = _GLUED_TIME.sub(r"\1 ", " ".join(line.text.split()))
-                out.append(_Line(len(out), page.page_index, text, _box(line.polygon), line.words, height, width))
+                out.append(_Line(len(out), page.page_index, text, polygon_box(line.polygon), line.words, height, width))
     return out
 
 
@@ -736,8 +737,8 @@ def _close(upper: _Line, lower: _Line) -> bool:
 def _joined(parts: list[_Line], text: str, method: str) -> _Candidate:
     """A candidate made of several lines: their text joined, the box around them."""
     first = parts[0]
-    polygon = bounding_polygon([_quad(line.box) for line in parts])
-    line = _Line(first.order, first.page, text, _box(polygon), (), first.page_height, first.page_width)
+    polygon = bounding_polygon([box_polygon(line.box) for line in parts])
+    line = _Line(first.order, first.page, text, polygon_box(polygon), (), first.page_height, first.page_width)
     return _Candidate(text, "\n".join(p.text for p in parts), line, 0, len(text), method)
 
 
@@ -800,8 +801,8 @@ def _line_items(lines: list[_Line], labels, decimal: str | None, confidence: flo
     for other in row:
         for label in labels[other.order]:
             if label.field in ("description", "quantity", "unit_price", "amount"):
-                poly = other.span_polygon(label.start, label.end) or _quad(other.box)
-                box = _box(poly)
+                poly = other.span_polygon(label.start, label.end) or box_polygon(other.box)
+                box = polygon_box(poly)
                 columns.setdefault(label.field, (box[0] + box[2]) / 2)
     header_bottom = max(other.box[3] for other in row)
     body = [other for other in lines if other.page == line.page and other.box[1] >= header_bottom - 1
@@ -821,7 +822,7 @@ def _line_items(lines: list[_Line], labels, decimal: str | None, confidence: flo
         description = []
         for cell in sorted(cells, key=lambda c: c.box[0]):
             for word in cell.words or ():
-                box = _box(word.polygon)
+                box = polygon_box(word.polygon)
                 centre = (box[0] + box[2]) / 2
                 number = v.find_amounts(word.text, decimal=decimal, integers=True)
                 near = min(numeric, key=lambda n: abs(columns[n] - centre)) if numeric else None
@@ -834,7 +835,7 @@ def _line_items(lines: list[_Line], labels, decimal: str | None, confidence: flo
                 description.append(cell.text)
         if not values.get("amount") and not values.get("unit_price"):
             continue
-        polygon = bounding_polygon([_quad(c.box) for c in cells])
+        polygon = bounding_polygon([box_polygon(c.box) for c in cells])
         items.append(LineItem(len(items), " ".join(description), values.get("quantity"), values.get("unit_price"),
                               values.get("amount"), confidence, cells[0].page, polygon))
     return items

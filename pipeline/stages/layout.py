@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.types import Block, Line, Page, Word
+from pipeline.types import Block, Line, Page, Word, polygon_box
 
 __all__ = ["LayoutStage", "order_lines"]
 
@@ -264,15 +264,10 @@ def _paragraphs(b: _Boxes, regions: list[list[list[int]]]) -> list[list[list[int
     return spans
 
 
-def _box(polygon) -> tuple[float, float, float, float]:
-    quad = np.asarray(polygon, np.float64).reshape(-1, 2)
-    return float(quad[:, 0].min()), float(quad[:, 1].min()), float(quad[:, 0].max()), float(quad[:, 1].max())
-
-
 def _ink(line: Line) -> tuple[float, float]:
     """The x extent of a line's words (of its box when it has none)."""
     if not line.words:
-        x0, _, x1, _ = _box(line.polygon)
+        x0, _, x1, _ = polygon_box(line.polygon)
         return x0, x1
     xs = np.asarray([w.polygon for w in line.words], np.float64).reshape(-1, 2)[:, 0]
     return float(xs.min()), float(xs.max())
@@ -284,7 +279,7 @@ def _cut_line(line: Line, c0: float, c1: float) -> list[Line] | None:
     words = line.words
     if len(words) < 2:
         return None
-    boxes = [_box(w.polygon) for w in words]
+    boxes = [polygon_box(w.polygon) for w in words]
     order = sorted(range(len(words)), key=lambda k: boxes[k][0])
     for a, c in itertools.pairwise(order):
         gap0, gap1 = boxes[a][2], boxes[c][0]

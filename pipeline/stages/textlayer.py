@@ -17,7 +17,7 @@ import logging
 import numpy as np
 
 from pipeline.imaging.geometry import Shift, page_to_original
-from pipeline.types import Block, Line, Page, PageImage, Polygon
+from pipeline.types import Block, Line, Page, PageImage, Polygon, polygon_box
 
 __all__ = ["merge_text_layer", "ocr_window"]
 
@@ -30,11 +30,6 @@ _MARGIN = 16
 _REPEATS = 0.3
 
 
-def _box(polygon: Polygon) -> tuple[float, float, float, float]:
-    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
-    return min(xs), min(ys), max(xs), max(ys)
-
-
 def _overlap(a: tuple, b: tuple) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
@@ -45,7 +40,7 @@ def ocr_window(image: np.ndarray, regions: tuple[Polygon, ...]) -> tuple[np.ndar
     h, w = image.shape[:2]
     boxes = []
     for region in regions:
-        x0, y0, x1, y1 = _box(region)
+        x0, y0, x1, y1 = polygon_box(region)
         x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
         x1, y1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
         if x1 > x0 and y1 > y0:
@@ -74,11 +69,11 @@ def merge_text_layer(image: PageImage, page: Page) -> Page:
                     blocks=(Block(tuple(image.text_layer)),) if image.text_layer else (), timings=page.timings,
                     text_source="pdf")
     page = page_to_original(page)  # from the window's pixels to the page's, where the file's lines are
-    regions = [_box(r) for r in image.ocr_regions]
-    known = [_box(w.polygon) for line in image.text_layer for w in (line.words or (line,))]
+    regions = [polygon_box(r) for r in image.ocr_regions]
+    known = [polygon_box(w.polygon) for line in image.text_layer for w in (line.words or (line,))]
     kept: list[Line] = []
     for line in page.lines:
-        box = _box(line.polygon)
+        box = polygon_box(line.polygon)
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         if not any(r[0] <= cx <= r[2] and r[1] <= cy <= r[3] for r in regions):
             continue
