@@ -19,8 +19,9 @@ from measure.systems import System
 from pipeline.config import DecodeConfig, FolioConfig
 from pipeline.io.decode import open_document
 from pipeline.run import plan
+from pipeline.types import DocumentRef, Page, PageImage, SourceDocument
 
-__all__ = ["evaluate", "evaluate_documents", "detect_format", "load_samples", "load_page"]
+__all__ = ["evaluate", "evaluate_documents", "DocumentReader", "detect_format", "load_samples", "load_page"]
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +76,49 @@ def evaluate(
     return summarize(scores), scores
 
 
+class DocumentReader:
+    """Pages of a file as ``folio run`` reads them: the decode stage (a PDF page with text of its own is
+    read from the file), then the page stage, loaded on the first page that needs OCR, for the pages
+    that need it."""
+
+    def __init__(self, config: FolioConfig):
+        from pipeline.stages.decode import DecodeStage
+
+        self.config = config
+        self.decode = DecodeStage(config)
+        self.stage = None
+
+    def __call__(self, path: Path) -> tuple[list[Page], float, str | None]:
+        """The file's pages that were read, in page order; the milliseconds its decoding and OCR took
+        (not loading the models); and why it failed (``code: message``, ``no_pages_read``) or None."""
+        from pipeline.stages.factory import create_page_stage
+
+        t0 = time.perf_counter()
+        items = list(self.decode(DocumentRef(str(path))))
+        images = [item for item in items if isinstance(item, PageImage)]
+        ms = (time.perf_counter() - t0) * 1000
+        if images and self.stage is None:  # loading the models is not the document's time
+            self.stage = create_page_stage(self.config)
+        t1 = time.perf_counter()
+        read = [item for item in items if isinstance(item, Page)] + (self.stage(images) if images else [])
+        ms += (time.perf_counter() - t1) * 1000
+        failure = next((i.failure for i in items if isinstance(i, SourceDocument) and i.failure), None)
+        pages = sorted((p for p in read if p.status == "ok"), key=lambda p: p.page_index)
+        error = f"{failure.code}: {failure.message}" if failure else (None if pages else "no_pages_read")
+        return pages, ms, error
+
+
 def evaluate_documents(samples: Sequence[GtPage], config: FolioConfig,
                        progress: bool = False) -> tuple[dict, list[PageScore]]:
-    """Folio on each sample's whole file, as ``folio run`` reads it (the decode stage, so a PDF page
-    with text of its own is read from the file; then the page stage for the pages that need OCR),
-    scored against the samples.
+    """Folio on each sample's whole file, as ``folio run`` reads it (:class:`DocumentReader`), scored
+    against the samples; a file's time (models loaded beforehand) is shared out among its pages.
 
     Only words read from the file's own text are scored (lines with ``source`` ``pdf``; all lines
     on pages with another source), so ``folio eval pdf-text`` says whether Folio's words are the
     file's; the summary adds ``text_sources`` (pages by ``text_source``) and ``ocr_words_added``
     (words OCR read in image regions, on top of the file's).
     """
-    from pipeline.stages.decode import DecodeStage
-    from pipeline.stages.factory import create_page_stage
-    from pipeline.types import DocumentRef, Page, PageImage
-
-    decode = DecodeStage(config)
-    stage = None
+    reader = DocumentReader(config)
     by_file: dict[Path, list[GtPage]] = {}
     for sample in samples:
         by_file.setdefault(sample.image_path, []).append(sample)
@@ -105,22 +132,18 @@ def evaluate_documents(samples: Sequence[GtPage], config: FolioConfig,
         bar = tqdm(total=len(samples), unit="page", desc="eval folio (documents)", file=sys.stderr)
     try:
         for path, wanted in by_file.items():
-            t0 = time.perf_counter()
-            items = list(decode(DocumentRef(str(path))))
-            images = [item for item in items if isinstance(item, PageImage)]
-            if images and stage is None:
-                stage = create_page_stage(config)
-            read = [item for item in items if isinstance(item, Page)] + (stage(images) if images else [])
+            read, ms, _ = reader(path)
             pages = {page.page_index: page for page in read}
-            seconds = (time.perf_counter() - t0) / max(len(pages), 1)
+            seconds = ms / 1000 / max(len(wanted), 1)
             for sample in wanted:
                 page = pages.get(sample.page_index)
-                if page is None or page.status != "ok":
+                if page is None:
                     scores.append(score_page(sample, [], "", seconds))
                     continue
                 sources[page.text_source] = sources.get(page.text_source, 0) + 1
-                own = [line for line in page.lines if line.source == "pdf"] if page.text_source != "ocr" else page.lines
-                added += sum(len(line.text.split()) for line in page.lines if line not in own)
+                own = page.lines if page.text_source == "ocr" else [ln for ln in page.lines if ln.source == "pdf"]
+                if page.text_source != "ocr":
+                    added += sum(len(ln.text.split()) for ln in page.lines if ln.source != "pdf")
                 scores.append(score_page(sample, [(line.polygon, line.text) for line in own],
                                          "\n".join(line.text for line in own), seconds))
             if bar is not None:

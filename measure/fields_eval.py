@@ -60,6 +60,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from measure.datasets import GtLine, read_dataset
+from measure.evaluate import DocumentReader
 from pipeline.config import FolioConfig
 from pipeline.types import DocumentFields, Line, Page, Word
 
@@ -498,36 +499,6 @@ def gt_lines_page(doc: FieldDoc, reading_order: str = "columns") -> Page:
     return Page(str(doc.path), doc.doc, 0, int(width), int(height), blocks=blocks, text=text)
 
 
-class _FolioReader:
-    """Pages of a file as ``folio run`` reads them: the decode stage, then the page stage (loaded on
-    the first page that needs OCR) for the pages that need it."""
-
-    def __init__(self, config: FolioConfig):
-        from pipeline.stages.decode import DecodeStage
-
-        self.config = config
-        self.decode = DecodeStage(config)
-        self.stage = None
-
-    def __call__(self, path: Path) -> tuple[list[Page], float, str | None]:
-        from pipeline.stages.factory import create_page_stage
-        from pipeline.types import DocumentRef, PageImage, SourceDocument
-
-        t0 = time.perf_counter()
-        items = list(self.decode(DocumentRef(str(path))))
-        images = [item for item in items if isinstance(item, PageImage)]
-        ms = (time.perf_counter() - t0) * 1000
-        if images and self.stage is None:  # loading the models is not the document's time
-            self.stage = create_page_stage(self.config)
-        t1 = time.perf_counter()
-        read = [item for item in items if isinstance(item, Page)] + (self.stage(images) if images else [])
-        ms += (time.perf_counter() - t1) * 1000
-        failure = next((i.failure for i in items if isinstance(i, SourceDocument) and i.failure), None)
-        pages = sorted((p for p in read if p.status == "ok"), key=lambda p: p.page_index)
-        error = f"{failure.code}: {failure.message}" if failure else (None if pages else "no_pages_read")
-        return pages, ms, error
-
-
 def _output_pages(dest: str, config: FolioConfig) -> dict[str, tuple[list[Page], float | None]]:
     """The pages of each input of an existing Folio output, by the file name of its ``source_uri`` (the
     newest ``documents`` row per input), with the time the run recorded for it (``timings_ms.total``)."""
@@ -598,7 +569,7 @@ def evaluate_fields(fmt: str, path: str | Path, config: FolioConfig, system: str
             ("supplier_name",)
     stage = FieldsStage(config.fields)
     stored = _output_pages(from_output, config) if from_output else None
-    reader = _FolioReader(config) if system == "folio" and stored is None else None
+    reader = DocumentReader(config) if system == "folio" and stored is None else None
     bar = None
     if progress and reader is not None:
         from tqdm import tqdm
