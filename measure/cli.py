@@ -122,8 +122,11 @@ def demo(workdir, pages):
 @click.command("eval")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice([*FORMATS, "sroie-keys", "invoice2data"]))
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--system", type=click.Choice(["folio", "rapidocr", "tesseract", "gt-lines"]), default="folio",
-              show_default=True, help="gt-lines: no OCR; Folio's layout stage orders the ground truth's own lines "
+@click.option("--system", type=click.Choice(["folio", "rapidocr", "tesseract", "tesseract-alto", "tesseract-pdf",
+                                            "folio-alto", "folio-pdf", "gt-lines"]), default="folio",
+              show_default=True, help="tesseract-alto, tesseract-pdf: Tesseract's own ALTO file or searchable "
+              "PDF, read back as an archive would load them; folio-alto, folio-pdf: Folio's ALTO and PDF/A "
+              "exports read back the same way. gt-lines: no OCR; Folio's layout stage orders the ground truth's own lines "
               "(boxes and text), so the reading-order CER measures the order alone (sroie-keys: the fields "
               "stage reads them, so the score is the extraction's alone).")
 @config_option
@@ -134,7 +137,9 @@ def demo(workdir, pages):
 @click.option("--quiet", is_flag=True, help="No progress bar or per-page table.")
 @click.option("--from-output", "from_output", metavar="DEST", help="sroie-keys, invoice2data: take the pages from "
               "this Folio output (`folio run` of the set's files) instead of reading the files again.")
-def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_output):
+@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), help="Only the pages whose sample "
+              "ids this file lists, one per line (`folio train` writes its held-out pages as such a file).")
+def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_output, ids_file):
     """Run OCR over a labelled set in FORMAT at PATH and score it.
 
     Word precision/recall/F1 (bag of NFKC whitespace tokens per page), CER of
@@ -175,14 +180,19 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
         return
     if from_output:
         raise click.UsageError("--from-output is for sroie-keys and invoice2data")
+    if ids_file and fmt in ("sroie-keys", "invoice2data"):
+        raise click.UsageError("--ids is for the OCR formats")
     from measure.datasets import read_dataset
     from measure.evaluate import evaluate
     from measure.systems import make_system
 
     config = load_cli_config(config_path, sets)
     samples = read_dataset(fmt, path, limit)
+    if ids_file:
+        wanted = {line.strip() for line in Path(ids_file).read_text().splitlines() if line.strip()}
+        samples = [s for s in samples if s.sample_id in wanted]
     if not samples:
-        raise click.UsageError(f"no labelled pages found in {path} as {fmt}")
+        raise click.UsageError(f"no labelled pages found in {path} as {fmt}{' with those ids' * bool(ids_file)}")
     if system == "gt-lines":
         from measure.evaluate import evaluate_layout
 
@@ -210,7 +220,7 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
     if json_out:
         payload = {
             **summary, "system": system, "format": fmt, "path": str(path),
-            "config": config.model_dump(mode="json") if system == "folio" else None,
+            "config": config.model_dump(mode="json") if system.startswith("folio") else None,
             "per_page": [
                 {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
                  "cer": s.cer, "det_hmean": s.det_hmean if s.det_scored else None,
@@ -414,3 +424,4 @@ def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out
         update_markdown(md_out, "folio bench " + " ".join(_bench_args(sys.argv[2:])), table)
     for key, value in report["ratios"].items():
         click.echo(f"{key}: {value:.2f}x")
+

@@ -324,6 +324,35 @@ def _alto_image(xml: Path, root_el: ET.Element) -> Path | None:
     return _find_image(xml.parent, xml.stem)
 
 
+def alto_lines(doc: ET.Element) -> tuple[list[GtLine], list[str], list[str]]:
+    """A parsed ALTO document's text lines in file order, its words, and the words left out of scoring
+    (handwriting marks)."""
+    lines, words, ignored = [], [], []
+    for line in _descendants(doc, "TextLine"):
+        line_words = []
+        for child in line:
+            tag = _local(child.tag)
+            if tag == "HYP" and line_words:  # printed end-of-line hyphen
+                line_words[-1] += child.get("CONTENT", "")
+                continue
+            if tag != "String":
+                continue
+            for word in child.get("CONTENT", "").split():
+                if _HANDWRITTEN in word:
+                    ignored.append(word)
+                else:
+                    line_words.append(_unmark(word))
+        lines.append(GtLine(" ".join(line_words), _alto_polygon(line)))
+        words.extend(line_words)
+    return lines, words, ignored
+
+
+def alto_words(doc: ET.Element) -> list[GtLine]:
+    """A parsed ALTO document's ``String`` elements with their boxes, in file order."""
+    return [GtLine(s.get("CONTENT", ""), _alto_polygon(s)) for s in _descendants(doc, "String")
+            if s.get("CONTENT", "").strip()]
+
+
 def _read_alto(root: Path) -> Iterator[GtPage]:
     for xml in sorted(root.rglob("*.xml")):
         try:
@@ -344,23 +373,7 @@ def _read_alto(root: Path) -> Iterator[GtPage]:
         if width is None or height is None:
             size = _image_size(image)
             width, height = size if size else (None, None)
-        lines, words, ignored = [], [], []
-        for line in _descendants(doc, "TextLine"):
-            line_words = []
-            for child in line:
-                tag = _local(child.tag)
-                if tag == "HYP" and line_words:  # printed end-of-line hyphen
-                    line_words[-1] += child.get("CONTENT", "")
-                    continue
-                if tag != "String":
-                    continue
-                for word in child.get("CONTENT", "").split():
-                    if _HANDWRITTEN in word:
-                        ignored.append(word)
-                    else:
-                        line_words.append(_unmark(word))
-            lines.append(GtLine(" ".join(line_words), _alto_polygon(line)))
-            words.extend(line_words)
+        lines, words, ignored = alto_lines(doc)
         yield GtPage(
             sample_id=_rel_id(xml, root, ".xml"),
             image_path=image,

@@ -344,8 +344,9 @@ def _line_counts(
     pred_lines: Sequence[tuple[Polygon | None, str]],
     gt_lines: Sequence[GtLine],
     iou_threshold: float,
-) -> tuple[tuple[int, int], tuple[int, int, int]]:
-    """((CER errors, chars), (det tp, det pred, det gt)) from one matching pass."""
+) -> tuple[tuple[int, int], tuple[int, int, int], set[int]]:
+    """((CER errors, chars), (det tp, det pred, det gt), predicted lines matched to a GT "don't care"
+    region) from one matching pass."""
     pred_texts = [normalize_text(t) for _, t in pred_lines]
     gt_texts = [normalize_text(g.text) for g in gt_lines]
     ignore = [not t for t in gt_texts]
@@ -358,7 +359,7 @@ def _line_counts(
     chars = sum(len(t) for t in gt_texts)
     dropped = sum(1 for _, j in matches if ignore[j])
     det = (len(matches) - dropped, len(pred_lines) - dropped, len(gt_lines) - sum(ignore))
-    return (errors, chars), det
+    return (errors, chars), det, {i for i, j in matches if ignore[j]}
 
 
 # -- page and set scores -----------------------------------------------------
@@ -495,8 +496,10 @@ def score_page(
 
     Args:
         sample: the GT page.
-        pred_lines: predicted (polygon, text) lines in the prediction's pixels.
-        pred_text: the predicted page text (for the bag of words).
+        pred_lines: predicted (polygon, text) lines in the prediction's pixels, in its reading order.
+        pred_text: the predicted page text (for the bag of words and the reading-order CER; where
+            lines match GT "don't care" regions, lines with empty text, the reading-order CER reads the
+            other lines in their order instead, leaving those out as the line CER does).
         seconds: time spent on the page.
         pred_size: (width, height) of the image the polygons refer to; when it
             differs from the sample's GT frame, polygons are rescaled into it.
@@ -523,12 +526,14 @@ def score_page(
         pred_norm = normalize_text(joined)
         gt_norm = normalize_text(" ".join(g.text for g in sample.lines))
         cer_counts = (edit_distance(pred_norm, gt_norm), len(gt_norm))
-        det, det_scored = (0, 0, 0), False
+        det, det_scored, dont_care = (0, 0, 0), False, set()
     else:
-        cer_counts, det = _line_counts(pred_lines, sample.lines, iou_threshold)
+        cer_counts, det, dont_care = _line_counts(pred_lines, sample.lines, iou_threshold)
         det_scored = True
     recall = line_recall_counts([p for p, _ in pred_lines], sample.lines) if det_scored else (0, 0)
     box_read, box_covered = word_box_counts(pred_words, sample.word_boxes, iou_threshold)
+    if dont_care:  # what was read in the GT's "don't care" regions counts in no CER, as in the line CER
+        pred_text = "\n".join(t for i, (_, t) in enumerate(pred_lines) if i not in dont_care)
     order = reading_order_counts(pred_text, sample) if sample.ordered else (0, 0)
     return PageScore(
         sample_id=sample.sample_id,

@@ -5,7 +5,12 @@ words and page text out.
   batches of ``runner.batch_pages`` so recognition is batched across pages;
 - ``rapidocr``: RapidOCR's own ``RapidOCR()`` call, one page at a time (the
   same PP-OCR models, their pre/post-processing);
-- ``tesseract``: the ``tesseract`` CLI, one process per page.
+- ``tesseract``: the ``tesseract`` CLI, one process per page, its TSV output;
+- ``tesseract-alto`` / ``tesseract-pdf``: the same, read back from the ALTO file or the
+  searchable PDF Tesseract writes itself (its own word boxes and reading order, as an
+  archive would load them);
+- ``folio-alto`` / ``folio-pdf``: Folio's pages written by its ALTO and searchable PDF/A
+  exports and read back the same way, so the two systems' files are compared alike.
 
 :func:`null_stage` is a page stage that reads nothing, for timing the runners alone.
 """
@@ -25,10 +30,11 @@ import numpy as np
 from pipeline.config import FolioConfig
 from pipeline.types import Block, Line as PageLine, Page, PageImage, PageTimings
 
-__all__ = ["SYSTEMS", "PagePrediction", "System", "FolioSystem", "RapidOcrSystem", "TesseractSystem", "make_system",
+__all__ = ["SYSTEMS", "PagePrediction", "System", "FolioSystem", "FolioExportSystem", "RapidOcrSystem",
+           "TesseractSystem", "make_system",
            "null_stage"]
 
-SYSTEMS = ("folio", "rapidocr", "tesseract")
+SYSTEMS = ("folio", "rapidocr", "tesseract", "tesseract-alto", "tesseract-pdf", "folio-alto", "folio-pdf")
 
 #: A recognised line: polygon (4 points in page pixels), text, confidence.
 Line = tuple[Sequence[Sequence[float]], str, float]
@@ -82,6 +88,47 @@ class FolioSystem(System):
         ]
 
 
+class FolioExportSystem(FolioSystem):
+    """Folio's pages as its ALTO or searchable PDF/A export holds them, read back as Tesseract's are."""
+
+    def __init__(self, config: FolioConfig, output: str):
+        super().__init__(config)
+        if output not in ("alto", "pdf"):
+            raise ValueError(f"unknown export {output!r}")
+        self.output = output
+        self.name = f"folio-{output}"
+
+    def predict(self, images):
+        import dataclasses
+
+        import cv2
+
+        from pipeline import __version__
+        from pipeline.output.exports import ExportDocument
+
+        pages = self.stage([PageImage("eval", "eval", i, image) for i, image in enumerate(images)])
+        preds = []
+        for image, page in zip(images, pages):
+            page = dataclasses.replace(page, page_index=0)
+            doc = ExportDocument("eval", "eval.png", "eval", "image/png", __version__, "", self.config.engine.name,
+                                 (), "eval", None, (page,))
+            with tempfile.TemporaryDirectory() as tmp:
+                if self.output == "alto":
+                    from pipeline.output.exports.alto import alto
+
+                    path = Path(tmp, "page.xml")
+                    path.write_bytes(alto(doc, page))
+                    preds.append(_read_alto_prediction(path))
+                else:
+                    from pipeline.output.exports.pdf import searchable_pdf
+
+                    ok, png = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+                    path = Path(tmp, "page.pdf")
+                    path.write_bytes(searchable_pdf(doc, png.tobytes()))
+                    preds.append(_read_pdf_prediction(path, image.shape[1]))
+        return preds
+
+
 class RapidOcrSystem(System):
     """RapidOCR 3.x with its defaults; as many ONNX Runtime threads as cores Folio computes on
     (``runner.ocr_threads x engine.intra_op_threads``), for a fair comparison."""
@@ -116,14 +163,20 @@ class RapidOcrSystem(System):
 
 
 class TesseractSystem(System):
-    """The ``tesseract`` CLI (``OMP_THREAD_LIMIT=1``), line boxes from its TSV output."""
+    """The ``tesseract`` CLI (``OMP_THREAD_LIMIT=1``), one process per page.
 
-    name = "tesseract"
+    ``output`` is what is read back: ``tsv`` (line boxes from its TSV), ``alto`` (its ALTO file)
+    or ``pdf`` (the text layer of its searchable PDF, as PDFium extracts it).
+    """
 
-    def __init__(self, config: FolioConfig, lang: str = "eng"):
+    def __init__(self, config: FolioConfig, lang: str = "eng", output: str = "tsv"):
         if shutil.which("tesseract") is None:
             raise RuntimeError("tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng")
+        if output not in ("tsv", "alto", "pdf"):
+            raise ValueError(f"unknown tesseract output {output!r}")
         self.lang = lang
+        self.output = output
+        self.name = "tesseract" if output == "tsv" else f"tesseract-{output}"
 
     def predict(self, images):
         from PIL import Image
@@ -133,13 +186,88 @@ class TesseractSystem(System):
         for image in images:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp, "page.png")
-                Image.fromarray(image).save(path)
+                Image.fromarray(image).save(path, dpi=(300, 300))
+                base = "stdout" if self.output == "tsv" else str(Path(tmp, "out"))
                 proc = subprocess.run(
-                    ["tesseract", str(path), "stdout", "-l", self.lang, "tsv"],
+                    ["tesseract", str(path), base, "-l", self.lang, self.output],
                     capture_output=True, text=True, env=env, check=False,
                 )
-            preds.append(_parse_tsv_lines(proc.stdout))
+                if self.output == "tsv":
+                    preds.append(_parse_tsv_lines(proc.stdout))
+                elif proc.returncode != 0:
+                    raise RuntimeError(f"tesseract failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+                elif self.output == "alto":
+                    preds.append(_read_alto_prediction(Path(tmp, "out.xml")))
+                else:
+                    preds.append(_read_pdf_prediction(Path(tmp, "out.pdf"), image.shape[1]))
         return preds
+
+
+def _read_alto_prediction(path: Path) -> PagePrediction:
+    """An ALTO file's lines (file order), page text and word boxes."""
+    import xml.etree.ElementTree as ET
+
+    from measure.datasets import alto_lines, alto_words
+
+    doc = ET.parse(path).getroot()
+    lines = [line for line in alto_lines(doc)[0] if line.text and line.polygon]
+    return PagePrediction([(line.polygon, line.text, 1.0) for line in lines], "\n".join(line.text for line in lines),
+                          [(word.polygon, word.text) for word in alto_words(doc) if word.polygon])
+
+
+def _read_pdf_prediction(path: Path, width_px: int) -> PagePrediction:
+    """A searchable PDF's first page as PDFium extracts it, invisible text included: the text in the
+    file's order, and its words and lines (split at PDFium's line breaks) in image pixels."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    from pipeline.types import box_polygon
+
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        page = pdf[0]
+        width_pt, height_pt = page.get_size()
+        scale = width_px / width_pt
+        textpage = page.get_textpage()
+        raw = textpage.raw
+        lines: list[list[tuple[str, tuple]]] = [[]]
+        word: list[tuple[str, tuple]] = []
+
+        def end_word() -> None:
+            if word:
+                boxes = [b for _, b in word]
+                lines[-1].append(("".join(c for c, _ in word),
+                                  (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                   max(b[2] for b in boxes), max(b[3] for b in boxes))))
+                word.clear()
+
+        for i in range(pdfium_c.FPDFText_CountChars(raw)):
+            ch = chr(pdfium_c.FPDFText_GetUnicode(raw, i))
+            if ch in "\r\n":
+                end_word()
+                if lines[-1]:
+                    lines.append([])
+            elif ch.isspace() or pdfium_c.FPDFText_IsGenerated(raw, i):
+                end_word()
+            else:
+                left, bottom, right, top = textpage.get_charbox(i)
+                word.append((ch, (left * scale, (height_pt - top) * scale, right * scale,
+                                  (height_pt - bottom) * scale)))
+        end_word()
+        textpage.close()
+        page.close()
+    finally:
+        pdf.close()
+    out_lines, out_words = [], []
+    for line in lines:
+        if not line:
+            continue
+        box = (min(b[0] for _, b in line), min(b[1] for _, b in line),
+               max(b[2] for _, b in line), max(b[3] for _, b in line))
+        text = " ".join(t for t, _ in line)
+        out_lines.append((box_polygon(box), text, 1.0))
+        out_words.extend((box_polygon(b), t) for t, b in line)
+    return PagePrediction(out_lines, "\n".join(t for _, t, _ in out_lines), out_words)
 
 
 def _parse_tsv_lines(tsv: str) -> PagePrediction:
@@ -184,4 +312,8 @@ def make_system(name: str, config: FolioConfig) -> System:
         return RapidOcrSystem(config)
     if name == "tesseract":
         return TesseractSystem(config)
+    if name in ("tesseract-alto", "tesseract-pdf"):
+        return TesseractSystem(config, output=name.split("-")[1])
+    if name in ("folio-alto", "folio-pdf"):
+        return FolioExportSystem(config, name.split("-")[1])
     raise ValueError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")

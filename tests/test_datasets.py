@@ -169,3 +169,21 @@ def test_page_xml_lines_come_in_the_reading_order_with_line_level_text():
     assert reading_order_counts("\n".join(left + right), sample)[0] == 0
     errors, _ = reading_order_counts(" ".join(a + " " + b for a, b in zip(left, right)), sample)
     assert errors > 10  # the columns interleaved
+
+
+def test_text_read_in_dont_care_regions_counts_in_neither_cer():
+    from measure.datasets import GtLine
+
+    def box(y):
+        return ((10.0, y), (200.0, y), (200.0, y + 20.0), (10.0, y + 20.0))
+
+    gt = GtPage("p", Path("p.png"), 0, 400, 400, (GtLine("first line", box(10)), GtLine("", box(50)),
+                                                   GtLine("second line", box(90))),
+                ("first", "line", "second", "line"), ordered=True)
+    pred = [(box(10), "first line"), (box(50), "scribbled note"), (box(90), "second line")]
+    score = score_page(gt, pred, "\n".join(t for _, t in pred), 0.0)
+    assert score.cer_errors == 0 and score.order_errors == 0
+    swapped = score_page(gt, pred[::-1], "\n".join(t for _, t in pred[::-1]), 0.0)
+    assert swapped.cer_errors == 0 and swapped.order_errors > 10  # the order still counts
+    missed = score_page(gt, pred[:2], "first line\nscribbled note", 0.0)
+    assert missed.order_errors == len(" second line")  # a missed line still counts

@@ -176,3 +176,24 @@ def test_bench_export_times_each_writer_and_alto_from_parquet(tmp_path):
     assert report["pages"] == 3
     for fmt in ("alto", "alto_from_parquet", "page", "hocr", "pdf"):
         assert report[fmt]["pages_per_s"] > 0 and f"{fmt}:" in result.output
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+def test_tesseract_own_alto_and_pdf_read_back_as_its_tsv():
+    import cv2
+    import numpy as np
+
+    from measure.systems import make_system
+    from pipeline.config import FolioConfig
+
+    image = np.full((200, 900, 3), 255, np.uint8)
+    cv2.putText(image, "Hello archive world", (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3)
+    cv2.putText(image, "second line here", (20, 160), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3)
+    texts = {}
+    for name in ("tesseract", "tesseract-alto", "tesseract-pdf"):
+        [pred] = make_system(name, FolioConfig()).predict([image])
+        texts[name] = pred.text.split()
+        assert len(pred.lines) == 2 and pred.words
+        assert all(0 <= p[0] <= 900 and 0 <= p[1] <= 200 for poly, _ in pred.words for p in poly)
+    assert texts["tesseract-alto"] == texts["tesseract"] == texts["tesseract-pdf"]
+    assert "archive" in " ".join(texts["tesseract"]).lower()

@@ -442,3 +442,28 @@ def test_pages_read_back_from_parquet_rows_export_alike(schema):
     doc = document(back)
     assert_valid(schema("alto-4-4.xsd"), alto(doc, back))
     assert alto(doc, back) == alto(document(page), page)
+
+
+def test_folio_eval_reads_alto_and_pdf_text_layers_back_in_reading_order(tmp_path):
+    """The readers behind ``folio eval --system tesseract-alto|tesseract-pdf|folio-alto|folio-pdf``
+    give back the page's lines in its order, with word boxes in page pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from measure.systems import _read_alto_prediction, _read_pdf_prediction
+    from pipeline.output.exports.pdf import searchable_pdf
+
+    page = two_column_page()
+    doc = ExportDocument("d" * 64, "scan.png", "scan", "image/png", "0", "f", "onnxruntime", (), "run", None,
+                         (page,))
+    (tmp_path / "page.xml").write_bytes(alto(doc, page))
+    from_alto = _read_alto_prediction(tmp_path / "page.xml")
+    assert [t for _, t, _ in from_alto.lines] == [ln.text for b in page.blocks for ln in b.lines]
+    buf = io.BytesIO()
+    Image.fromarray(np.full((page.height, page.width), 255, np.uint8)).save(buf, "PNG", dpi=(300, 300))
+    (tmp_path / "page.pdf").write_bytes(searchable_pdf(doc, buf.getvalue()))
+    from_pdf = _read_pdf_prediction(tmp_path / "page.pdf", page.width)
+    assert from_pdf.text.split() == page.text.split()
+    first = page.blocks[0].lines[0].words[0]
+    box = next(p for p, t in from_pdf.words if t == first.text)
+    assert abs(box[0][0] - first.polygon[0][0]) < 4 and abs(box[2][0] - first.polygon[2][0]) < 4
