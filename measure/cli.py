@@ -1,4 +1,5 @@
-"""The measuring commands of ``folio``: ``eval``, ``bench``, ``synth``, ``dewarp`` and ``demo``.
+"""The measuring commands of ``folio``: ``eval``, ``bench``, ``synth``, ``dewarp``, ``demo``, and ``train``
+(which learns from the same labelled sets ``eval`` reads).
 
 They are added to the ``folio`` command through the ``folio.commands`` entry
 points (``pyproject.toml``); exit codes are ``folio``'s
@@ -25,7 +26,7 @@ from measure.datasets import FORMATS
 from measure.synth import KINDS
 from pipeline.errors import FolioError
 
-__all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo"]
+__all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo", "train"]
 
 
 @click.command()
@@ -425,3 +426,170 @@ def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out
     for key, value in report["ratios"].items():
         click.echo(f"{key}: {value:.2f}x")
 
+
+@click.command()
+@click.argument("fmt", metavar="FORMAT", type=click.Choice([f for f in FORMATS if f != "pdf-text"]))
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Folder for the model, its charset, the checkpoint and the report.")
+@click.option("--val", "val_path", type=click.Path(exists=True, file_okay=False),
+              help="Validation lines from another folder [default: whole documents of PATH held out, --val-split].")
+@click.option("--val-format", type=click.Choice([f for f in FORMATS if f != "pdf-text"]),
+              help="The --val folder's format [default: FORMAT].")
+@click.option("--val-split", type=click.FloatRange(0.05, 0.9), default=0.1, show_default=True,
+              help="Share of the lines held out for validation, whole documents at a time, without --val.")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True,
+              help="AdamW's; lower it for a model that was fine-tuned already.")
+@click.option("--patience", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Stop after this many epochs without a better validation CER.")
+@click.option("--freeze", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of the weights, from the input on, kept as they are (the head is always trained). "
+              "Lower it when the collection looks unlike print the model knows; raise it to train faster.")
+@click.option("--no-augment", is_flag=True, help="Train on the lines as they are (no blur, noise, rotation, stretch).")
+@click.option("--base", "base_model", type=click.Path(exists=True, dir_okay=False),
+              help="Start from this recognition model [default: the config's recognition.model].")
+@click.option("--restart", is_flag=True, help="Ignore a checkpoint in --output and start again.")
+@click.option("--runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: data-parallel on a Ray cluster with Ray Train (ray.address), one worker per GPU.")
+@click.option("--workers", type=click.IntRange(min=1), help="Ray Train workers [default: one per GPU, else 1].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages of PATH (sorted by id).")
+@config_option
+@set_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size, learning_rate, patience, freeze,
+          no_augment, base_model, restart, runner, workers, seed, limit, config_path, sets, quiet):
+    """Fine-tune the recognizer on the lines of a labelled set in FORMAT at PATH.
+
+    Lines are cut from the set's ground truth (the formats `folio eval` reads), the
+    recognition model is trained with a CTC loss, the best epoch's weights are kept,
+    and OUTPUT gets recognizer.onnx (with its charset inside, and in charset.txt),
+    checkpoint.pt (training resumes from it after a crash) and training.json (every
+    epoch's loss and validation CER). The model is checked by reading the validation
+    lines with ONNX Runtime. The last line printed is the --set override that makes
+    `folio run` and `folio eval` use it.
+    """
+    from measure.train import line_samples
+    from pipeline.models.training import (
+        CHECKPOINT_FILE,
+        MODEL_FILE,
+        REPORT_FILE,
+        Recognizer,
+        TrainOptions,
+        cer_counts,
+        onnx_readings,
+        report,
+        split_by_group,
+    )
+    from pipeline.models.zoo import ModelFile, files_sha256, resolve_model
+
+    config = load_cli_config(config_path, sets)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    samples, ids = line_samples(fmt, path, config, limit)
+    if not samples:
+        raise click.UsageError(f"no labelled lines found in {path} as {fmt}")
+    if val_path:
+        train_set, val_set = samples, line_samples(val_format or fmt, val_path, config)[0]
+        held_ids: list[str] = []
+        if not val_set:
+            raise click.UsageError(f"no labelled lines found in {val_path}")
+    else:
+        try:
+            train_set, val_set = split_by_group(samples, val_split, seed)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
+        val_keys = {id(s) for s in val_set}
+        held_ids = sorted({i for s, i in zip(samples, ids) if id(s) in val_keys})
+        (out / "validation-ids.txt").write_text("".join(f"{i}\n" for i in held_ids))
+    say(f"folio train: {len(train_set)} lines to train on, {len(val_set)} to validate on "
+        f"({len({s.group for s in train_set})} and {len({s.group for s in val_set})} documents)")
+    try:
+        if base_model:
+            base_path = Path(base_model).resolve()
+            base = ModelFile(base_path.name, base_path, files_sha256(base_path))
+        else:
+            base = resolve_model(config.recognition.model, config.engine.model_dir)
+        options = TrainOptions(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+                               augment=not no_augment, freeze=freeze, seed=seed,
+                               threads=config.engine.intra_op_threads * config.runner.ocr_threads)
+        recognizer = Recognizer(base, [s.text for s in train_set + val_set], config.recognition.charset, freeze)
+    except FolioError as e:
+        click.echo(f"folio train: {e}", err=True)
+        sys.exit(EXIT_FATAL)
+    if recognizer.added:
+        say(f"folio train: {len(recognizer.added)} characters added to the charset: {''.join(recognizer.added)}")
+    checkpoint = out / CHECKPOINT_FILE
+    if restart and checkpoint.exists():
+        checkpoint.unlink()
+    if runner == "ray":
+        from pipeline.runner.ray_train import fit_on_ray
+
+        result = fit_on_ray(recognizer, train_set, val_set, config, options, workers, out / "ray", progress=say)
+    else:
+        result = _fit_locally(recognizer, train_set, val_set, config, options, checkpoint, quiet)
+    model = recognizer.write(out / MODEL_FILE)
+    (out / "charset.txt").write_text("".join(f"{c}\n" for c in recognizer.charset), encoding="utf-8")
+    torch_texts = recognizer.read(val_set, config.recognition)
+    onnx_texts = onnx_readings(model, val_set, config.recognition)
+    differ = sum(a != b for a, b in zip(torch_texts, onnx_texts))
+    final = cer_counts(onnx_texts, val_set)
+    report(out / REPORT_FILE, base={"name": base.name, "sha256": base.sha256},
+           model={"name": model.name, "sha256": model.sha256}, format=fmt, path=str(path),
+           val_path=str(val_path) if val_path else None, train_lines=len(train_set), val_lines=len(val_set),
+           added_characters="".join(recognizer.added), options=options, baseline_cer=result.baseline_cer,
+           best_cer=result.best_cer, best_epoch=result.best_epoch, stopped_early=result.stopped_early,
+           resumed_from=result.resumed_from, seconds=result.seconds, history=result.history,
+           onnx_cer=final[0] / max(final[1], 1), onnx_differs=differ, runner=runner)
+    cut = 1 - result.best_cer / result.baseline_cer if result.baseline_cer else 0.0
+    click.echo(f"validation CER {result.baseline_cer:.4f} -> {result.best_cer:.4f} ({cut:.0%} fewer errors; best "
+               f"epoch {result.best_epoch}{', stopped early' if result.stopped_early else ''}; "
+               f"{result.seconds / 60:.1f} min)")
+    click.echo(f"ONNX Runtime reads {len(val_set) - differ} of {len(val_set)} validation lines as torch does; "
+               f"wrote {model.path} (sha256 {model.sha256[:16]}...)")
+    if differ > max(1, len(val_set) // 100):
+        click.echo("folio train: the exported model does not read as the trained one; not using it", err=True)
+        sys.exit(EXIT_FATAL)
+    if held_ids:
+        click.echo(f"held-out pages: {out / 'validation-ids.txt'} (folio eval {fmt} {path} --ids ...)")
+    override = f"--set recognition.model={model.path.resolve()}"
+    if recognizer.allowed != "all" and not all(_in_charset(c, recognizer.allowed) for c in recognizer.added):
+        override += " --set recognition.charset=all"
+    click.echo(override)
+
+
+def _in_charset(char: str, charset: str) -> bool:
+    from pipeline.models.recognition import CTCDecoder
+
+    return CTCDecoder([char], charset).disallowed is None
+
+
+def _fit_locally(recognizer, train_set, val_set, config, options, checkpoint, quiet):
+    from tqdm import tqdm
+
+    from pipeline.models.training import fit
+
+    bar = None
+
+    def progress(phase, step, total, info):
+        nonlocal bar
+        if quiet:
+            return
+        if phase == "batch":
+            if bar is None:
+                bar = tqdm(total=total, desc="epoch", unit="batch", leave=False, file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(loss=f"{info['loss']:.3f}")
+            return
+        if bar is not None:
+            bar.close()
+            bar = None
+        click.echo(f"epoch {step}/{total}: loss {info['loss']:.3f}, validation CER {info['val_cer']:.4f} "
+                   f"(best {info['best_cer']:.4f})", err=True)
+
+    if checkpoint.exists() and not quiet:
+        click.echo(f"folio train: resuming from {checkpoint} (--restart to start again)", err=True)
+    return fit(recognizer, train_set, val_set, config.recognition, options, checkpoint, progress)

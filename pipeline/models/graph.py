@@ -2,7 +2,8 @@
 
 - :func:`flush_denormals`: subnormal weights set to zero (they are slow on x86 and change nothing);
 - :func:`select_classes`: a classification head cut down to the classes decoding may emit;
-- :func:`append_best_class`: each frame's best class (and next-best ones) taken inside the graph.
+- :func:`append_best_class`: each frame's best class (and next-best ones) taken inside the graph;
+- :func:`output_logits`: the scores before the classification head's softmax as the output, to train on.
 """
 
 from __future__ import annotations
@@ -13,29 +14,19 @@ import numpy as np
 
 from pipeline.errors import ModelError
 
-__all__ = ["ALTERNATIVE_OUTPUTS", "BEST_CLASS_OUTPUTS", "append_best_class", "flush_denormals", "select_classes"]
+__all__ = ["ALTERNATIVE_OUTPUTS", "BEST_CLASS_OUTPUTS", "append_best_class", "flush_denormals", "head",
+           "output_logits", "select_classes"]
 
 
-def select_classes(model, classes: Sequence[int]) -> None:
-    """Cut a model's classification head down to the output ``classes``, in place.
-
-    PP-OCR's recognition model ends in ``MatMul`` (weights ``[D, C]``) ->
-    ``Add`` (bias ``[C]``) -> ``Softmax`` over the classes, and that head is
-    the largest single layer (18,710 classes x 120). When decoding may only
-    emit some classes (``recognition.charset``), computing the others is waste:
-    their columns are dropped, so the model outputs ``len(classes)``
-    probabilities, in the order given, with the softmax taken over them alone.
-
-    Args:
-        model: an ``onnx.ModelProto`` whose first output is that softmax
-            (``Identity`` nodes in between are followed).
-        classes: output class indices to keep.
+def head(model):
+    """A recognition model's classification head: its ``Softmax``, ``Add`` nodes and the ``[D, C]`` weight
+    and ``[C]`` bias initializers of the ``MatMul`` -> ``Add`` -> ``Softmax`` the first output comes from
+    (``Identity`` nodes in between are followed).
 
     Raises:
-        ModelError: the graph does not end in that head, or a class index is out of range.
+        ModelError: the graph does not end in that head, its weights are not constants used by it alone,
+            or the softmax is not over the classes.
     """
-    from onnx import numpy_helper
-
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
     initializers = {t.name: t for t in graph.initializer}
@@ -63,6 +54,54 @@ def select_classes(model, classes: Sequence[int]) -> None:
     axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
     if axis not in (-1, len(graph.output[0].type.tensor_type.shape.dim) - 1):
         raise ModelError(f"the model's softmax is over axis {axis}, not the classes")
+    return softmax, add, weight, bias
+
+
+def output_logits(model) -> None:
+    """Make a recognition model output its class scores before the softmax, in place, and drop the
+    softmax and what follows it: a CTC loss takes their log-softmax, which is exact where a log of
+    the probabilities would lose the small ones.
+
+    Raises:
+        ModelError: as :func:`head`.
+    """
+    graph = model.graph
+    softmax, add, _, _ = head(model)
+    out = graph.output[0]
+    producer = {o: node for node in graph.node for o in node.output}
+    drop, name = [], out.name
+    while name != softmax.output[0]:
+        node = producer[name]
+        drop.append(node)
+        name = node.input[0]
+    drop.append(softmax)
+    for node in drop:
+        graph.node.remove(node)
+    out.name = add.output[0]
+
+
+def select_classes(model, classes: Sequence[int]) -> None:
+    """Cut a model's classification head down to the output ``classes``, in place.
+
+    PP-OCR's recognition model ends in ``MatMul`` (weights ``[D, C]``) ->
+    ``Add`` (bias ``[C]``) -> ``Softmax`` over the classes, and that head is
+    the largest single layer (18,710 classes x 120). When decoding may only
+    emit some classes (``recognition.charset``), computing the others is waste:
+    their columns are dropped, so the model outputs ``len(classes)``
+    probabilities, in the order given, with the softmax taken over them alone.
+
+    Args:
+        model: an ``onnx.ModelProto`` whose first output is that softmax
+            (``Identity`` nodes in between are followed).
+        classes: output class indices to keep.
+
+    Raises:
+        ModelError: the graph does not end in that head, or a class index is out of range.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    _, add, weight, bias = head(model)
     count = int(weight.dims[1])
     keep = np.asarray(classes, dtype=np.int64)
     if keep.ndim != 1 or keep.size == 0 or keep.min() < 0 or keep.max() >= count:

@@ -28,7 +28,8 @@ from pipeline.models.engine import Engine
 from pipeline.models.lexicon import Lexicon, load_lexicon
 from pipeline.models.zoo import ModelFile, model_metadata
 
-__all__ = ["ALTERNATIVES", "CHARSETS", "CTCDecoder", "Reading", "WordSpan", "charset_classes", "padded_width",
+__all__ = ["ALTERNATIVES", "CHARSETS", "CTCDecoder", "Reading", "WordSpan", "batch_tensor", "charset_classes",
+           "normalise", "padded_width", "resize_to_height",
            "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
@@ -365,13 +366,15 @@ def charset_classes(model: ModelFile, charset: str) -> list[int] | None:
     return CTCDecoder.from_metadata(model_metadata(model), charset).kept_classes()
 
 
-def _resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
+def resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
+    """A line crop scaled to the model's height, its aspect kept (at most :data:`MAX_WIDTH` wide)."""
     h, w = crop.shape[:2]
     new_w = int(min(MAX_WIDTH, max(1, math.ceil(w * height / h))))
     return cv2.resize(crop, (new_w, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
 
 
-def _batch_tensor(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+def batch_tensor(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Normalised crops as one ``(N, 3, height, width)`` float32 batch, each padded on the right."""
     # Padding stays 0 in normalised space, as PP-OCR pads during training.
     batch = np.zeros((len(crops), 3, height, width), np.float32)
     for i, crop in enumerate(crops):
@@ -379,7 +382,8 @@ def _batch_tensor(crops: Sequence[np.ndarray], height: int, width: int) -> np.nd
     return batch
 
 
-def _normalise(crop: np.ndarray) -> np.ndarray:
+def normalise(crop: np.ndarray) -> np.ndarray:
+    """Pixel values 0..255 to the model's -1..1, as float32."""
     out = crop.astype(np.float32)
     out *= 2.0 / 255.0
     out -= 1.0
@@ -425,7 +429,7 @@ class TextRecognizer:
         if not crops:
             return []
         height = self.config.image_height
-        resized = [_normalise(_resize_to_height(c, height)) for c in crops]
+        resized = [normalise(resize_to_height(c, height)) for c in crops]
         batches = plan_buckets(
             [r.shape[1] for r in resized],
             # On a GPU (engine.batch_by_pixels) batches are sized by max_batch_pixels alone.
@@ -440,7 +444,7 @@ class TextRecognizer:
         results: list[Reading] = [Reading("", 0.0)] * len(crops)
         for batch in batches:
             width = padded_width(resized[batch[0]].shape[1], self.config.min_width, self.config.width_step)
-            out = self.engine(_batch_tensor([resized[i] for i in batch], height, width))
+            out = self.engine(batch_tensor([resized[i] for i in batch], height, width))
             if self.best_class:
                 best, best_p, space_p, *alternatives = out
                 frames = best.shape[1]
@@ -475,7 +479,7 @@ class LineClassifier:
         for i, crop in enumerate(crops):
             h, w = crop.shape[:2]
             new_w = min(self.WIDTH, max(1, math.ceil(w * self.HEIGHT / h)))
-            batch[i, :, :, :new_w] = _normalise(cv2.resize(crop, (new_w, self.HEIGHT))).transpose(2, 0, 1)
+            batch[i, :, :, :new_w] = normalise(cv2.resize(crop, (new_w, self.HEIGHT))).transpose(2, 0, 1)
         return np.asarray(self.engine(batch))[:, 1]
 
     def orient(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:

@@ -44,7 +44,8 @@ from pipeline.errors import ModelError, OcrError
 from pipeline.models.graph import flush_denormals, select_classes
 from pipeline.models.zoo import ModelFile, load_onnx
 
-__all__ = ["TorchEngine", "rewrite_graph", "network_stride", "resolve_device", "resolve_dtype", "torch_available"]
+__all__ = ["TorchEngine", "import_torch", "rewrite_graph", "network_stride", "resolve_device", "resolve_dtype",
+           "torch_available"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _quiet_openmp() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _import_torch() -> tuple[Any, Any, Any]:
+def import_torch() -> tuple[Any, Any, Any]:
     """torch, onnx and onnx2torch's ``convert``, imported on first use."""
     _quiet_openmp()
     try:
@@ -230,7 +231,7 @@ def _convert(model: ModelFile, classes: tuple[int, ...] | None = None) -> _Conve
     with _cache_lock:
         if key in _converted:
             return _converted[key]
-        convert = _import_torch()[2]
+        convert = import_torch()[2]
         proto = load_onnx(model)
         flush_denormals(proto)  # subnormal weights are slow on a CPU, and change nothing
         if classes is not None:
@@ -256,7 +257,7 @@ def _prepare(model: ModelFile, converted: _Converted, device: str, dtype: str, c
     with _cache_lock:
         if key in _prepared:
             return _prepared[key]
-        torch = _import_torch()[0]
+        torch = import_torch()[0]
         # channels_last: oneDNN (CPU) and cuDNN (tensor cores) convolve NHWC without reordering.
         module = copy.deepcopy(converted.module).to(memory_format=torch.channels_last)
         if device != "cpu" or dtype != "float32":
@@ -290,7 +291,7 @@ class TorchEngine:
         best_class: bool = False,
         alternatives: int = 0,
     ):
-        torch = _import_torch()[0]
+        torch = import_torch()[0]
         self._torch = torch
         self.model = model
         #: Output classes of a cut-down classification head (see engine.select_classes); None: all.
