@@ -276,7 +276,7 @@ def export_task(report: FlowReport, config: FolioConfig, source: str | None = No
     from pipeline.output.exports.export import export
 
     result = export(report.dest, report.dest, config.outputs, run_ids=[report.batch_id], relative_to=source,
-                    storage_config=config.storage)
+                    storage_config=config.storage, words=config.output.export_words)
     report.exported = dict(result.files)
     report.not_exported = [f"{uri}: {why}" for uri, why in result.failed]
     get_run_logger().info("exported %d documents (%s) under %s; %d not", result.documents,

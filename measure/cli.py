@@ -39,8 +39,9 @@ __all__ = ["eval_cmd", "bench", "synth", "dewarp_group", "demo", "train"]
               help="Comma list of png, jpeg, tiff, pdf (scans), pdf-text (born-digital PDFs: real text, no scan damage).")
 @click.option("--clean", is_flag=True, help="No scan damage (noise, blur, skew, lighting, bleed-through).")
 @click.option("--dpi", type=click.IntRange(min=72, max=600), default=150, show_default=True)
-@click.option("--distort", type=click.Choice(["perspective", "rotate", "skew", "curl", "all"]), default=None,
-              help="Warp every page: a photo on a table, a quarter turn, a 2-15 degree skew, a curled book page; "
+@click.option("--distort", type=click.Choice(["perspective", "rotate", "skew", "curl", "curl-strong", "all"]),
+              default=None, help="Warp every page: a photo on a table, a quarter turn, a 2-15 degree skew, a curled "
+              "book page, one curled hard over most of its width (long lines bending all along, most near the spine); "
               "all: one sub-folder of --pages pages each. Ground truth keeps the flat text.")
 @click.option("--anomaly", type=click.Choice(["no-total", "two-totals", "amounts-mismatch", "date-order"]), default=None,
               help="Invoices only: draw each with this fault; its JSON says so and what a review should flag.")
@@ -59,7 +60,7 @@ def synth(dest, pages, kind, seed, formats, clean, dpi, distort, anomaly, hostil
                                    distort=distort, anomaly=anomaly)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    total = pages * (4 if distort == "all" else 1)
+    total = pages * (len(synth_mod.DISTORTIONS) if distort == "all" else 1)
     click.echo(f"wrote {len(paths)} documents ({total} pages) to {dest}")
 
 

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("invoice", "form", "book", "newspaper", "journal")
 #: Geometric distortions ``generate(distort=...)`` applies on top of a page (``"all"`` writes one folder each).
-DISTORTIONS = ("perspective", "rotate", "skew", "curl")
+DISTORTIONS = ("perspective", "rotate", "skew", "curl", "curl-strong")
 """Document kinds :func:`generate` can render."""
 
 FORMATS = ("png", "tiff", "pdf", "jpeg", "pdf-text")
@@ -2523,11 +2523,15 @@ def _curl_forward(x, y, w, h, params):
     return w / 2 + (x - w / 2) * f, h / 2 + (y - h / 2) * f - tilt * z, z
 
 
-def _distort_curl(img, polys, rng):
-    """A book page near its spine, photographed from above: text lines bend as the paper rises."""
+def _distort_curl(img, polys, rng, strong: bool = False):
+    """A book page near its spine, photographed from above: text lines bend as the paper rises.
+
+    ``strong``: a tightly bound book held open; the paper rises over most of the page's width and
+    twice as high, so full-width lines bend all along and most near the spine."""
     h, w = img.shape[:2]
+    amplitude, extent = ((0.14, 0.24), (0.7, 0.95)) if strong else ((0.06, 0.12), (0.35, 0.6))
     params = {
-        "amplitude": round(float(rng.uniform(0.06, 0.12)), 4), "extent": round(float(rng.uniform(0.35, 0.6)), 4),
+        "amplitude": round(float(rng.uniform(*amplitude)), 4), "extent": round(float(rng.uniform(*extent)), 4),
         "camera": round(float(rng.uniform(1.6, 2.4)), 4), "tilt": round(float(rng.uniform(0.15, 0.4)), 4),
         "spine_left": bool(rng.random() < 0.5),
     }
@@ -2574,6 +2578,7 @@ _DISTORT = {
     "rotate": _distort_rotate,
     "skew": _distort_skew,
     "curl": _distort_curl,
+    "curl-strong": lambda img, polys, rng: _distort_curl(img, polys, rng, strong=True),
 }
 
 
@@ -3099,7 +3104,8 @@ def generate(
         distort: warp every page after the scan damage, one of
             :data:`DISTORTIONS`: ``perspective`` (a photo of the page on a
             table), ``rotate`` (90, 180 or 270 degrees), ``skew`` (2-15
-            degrees), ``curl`` (a book page bending up to its spine); or
+            degrees), ``curl`` (a book page bending up to its spine), ``curl-strong``
+            (curled over most of its width, long lines bending all along); or
             ``"all"``, one sub-folder of ``pages`` pages per distortion. The
             text stays the flat page's; polygons move into the warped pixels and
             each page's ``distortion`` entry says what was done. Not with

@@ -191,9 +191,14 @@ def run(src, dest, config_path, engine, force, quiet, exclude, runner, address, 
 @click.option("--below-confidence", type=float, help="Only documents with a lower mean line confidence.")
 @click.option("--relative-to", help="Name exports after the source's path below this prefix (default: the folder "
               "the exported sources share).")
+@click.option("--words", type=click.Choice(["text", "all"]), default=None,
+              help="text: the words of the page text; all: every word read, those below "
+              "recognition.min_word_confidence too, with their confidence [default: output.export_words, text].")
+@config_option
+@set_option
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def export_cmd(src, dest, formats, doc_ids, source_prefix, since, until, fingerprints, below_confidence, run_ids,
-               relative_to, quiet):
+               relative_to, words, config_path, sets, quiet):
     """Write ALTO, PAGE-XML, hOCR, searchable PDF or text of the documents under the Folio output SRC into
     DEST/<format>/ (each document's newest rows). Error documents export nothing and are listed."""
     from pipeline.output.exports.export import export
@@ -203,10 +208,12 @@ def export_cmd(src, dest, formats, doc_ids, source_prefix, since, until, fingerp
     selection = _selection(doc_ids, source_prefix, since, until, fingerprints, below_confidence)
     from tqdm import tqdm
 
+    config = load_cli_config(config_path, sets)
     bar = tqdm(desc="export", unit="doc", disable=quiet, file=sys.stderr)
     try:
         report = export(src, dest, formats, selection=selection, run_ids=run_ids or None, relative_to=relative_to,
-                        storage_config=load_cli_config(None, ()).storage, on_document=lambda report: bar.update(1))
+                        storage_config=config.storage, on_document=lambda report: bar.update(1),
+                        words=words or config.output.export_words)
     except FolioError as e:
         click.echo(f"folio: export failed ({e.code}): {e.message}", err=True)
         sys.exit(EXIT_FATAL)

@@ -159,9 +159,15 @@ class RecognitionConfig(_Section):
         ge=0,
         le=1,
         description="Words (space-separated) of a kept line whose least sure character was read with a lower "
-        "probability are dropped from it: smudges, stamps and handwriting read as a few wrong letters. Set 0 "
-        "to keep every word, e.g. for line-by-line transcription of clean old print, where an unsure word is "
-        "still mostly right.",
+        "probability are left out of its text: smudges, stamps and handwriting read as a few wrong letters. "
+        "Set 0 to keep every word in the text, e.g. for line-by-line transcription of clean old print, where "
+        "an unsure word is still mostly right.",
+    )
+    low_confidence_words: Literal["keep", "drop"] = Field(
+        "keep",
+        description="What becomes of the words min_word_confidence leaves out of the text: keep (in the line's "
+        "words, with their confidence and in_text false, for exports that want every word: export.words=all) "
+        "or drop (gone from the output).",
     )
     lexicon: str | None = Field(
         "en",
@@ -460,6 +466,13 @@ class PluginsConfig(_Section):
 
 class OutputConfig(_Section):
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet compression codec.")
+    export_words: Literal["text", "all"] = Field(
+        "text",
+        description="Words the archive exports (ALTO, PAGE, hOCR, the PDF's text layer) carry: text (those of "
+        "the page text) or all (every word read, those below recognition.min_word_confidence too, with "
+        "their confidence in WC / conf / x_wconf: for archives that search every word and let their "
+        "viewers weigh it).",
+    )
     orphan_after_s: float = Field(
         900.0, ge=0, description="A pages file without its documents file (its run died between the two writes) "
         "is emptied by the next run once its run's manifest is this old; a live run refreshes its manifest "
@@ -524,7 +537,7 @@ _FIELDS_NOT_FINGERPRINTED = {
 #: them: at that value they are left out of the fingerprint, so an upgrade does not make every
 #: document stale.
 _ADDED_SETTINGS = {("detection", "size_multiple"): 32, ("layout", "reading_order"): "rows",
-                   ("decode", "pdf_text"): "ocr"}
+                   ("decode", "pdf_text"): "ocr", ("recognition", "low_confidence_words"): "drop"}
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},

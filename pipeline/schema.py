@@ -19,7 +19,7 @@ from pipeline.types import Block, Dewarp, DocumentFields, Line, Page, PageTiming
 __all__ = ["SCHEMA_VERSION", "POLYGON", "WORD", "LINE", "DOCUMENTS", "PAGES", "FIELDS", "LINE_ITEMS", "TABLES",
            "PARTITION_COLUMN", "page_row", "page_from_row", "field_rows", "line_item_rows"]
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 #: Hive partition key of both tables (``run_date=YYYY-MM-DD`` folders).
 PARTITION_COLUMN = "run_date"
@@ -32,6 +32,7 @@ WORD = pa.struct(
         pa.field("text", pa.string()),
         pa.field("confidence", pa.float32()),
         pa.field("polygon", POLYGON),
+        pa.field("in_text", pa.bool_()),
     ]
 )
 
@@ -119,6 +120,7 @@ PAGES = pa.schema(
         pa.field("config_fingerprint", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("text_source", pa.string()),
+        pa.field("unread_regions", pa.int32()),
         pa.field(
             "timings_ms",
             pa.struct(
@@ -187,8 +189,8 @@ def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
         {
             "text": line.text, "confidence": float(line.confidence), "polygon": _polygon(line.polygon),
             "block_index": block_index, "block_kind": page.blocks[block_index].kind, "line_index": line_index,
-            "words": [{"text": w.text, "confidence": float(w.confidence), "polygon": _polygon(w.polygon)}
-                      for w in line.words],
+            "words": [{"text": w.text, "confidence": float(w.confidence), "polygon": _polygon(w.polygon),
+                       "in_text": bool(w.in_text)} for w in line.words],
             "source": line.source,
         }
         for block_index, line_index, line in page.iter_lines()
@@ -202,6 +204,7 @@ def page_row(page: Page, *, run_id: str, fingerprint: str) -> dict:
         "status": page.status, "error_code": page.error_code, "error_message": page.error_message,
         "config_fingerprint": fingerprint, "run_id": run_id,
         "text_source": page.text_source if page.status == "ok" else None,
+        "unread_regions": int(page.unread_regions) if page.status == "ok" else None,
         "timings_ms": {"decode": t.decode, "detect": t.detect, "recognize": t.recognize},
     }
 
@@ -235,7 +238,7 @@ def page_from_row(row: dict, key: str | None = None) -> Page:
         while len(blocks) <= b:
             blocks.append([])
         kinds.setdefault(b, line.get("block_kind") or "text")
-        words = tuple(Word(w["text"], float(w["confidence"]), _tuple_polygon(w["polygon"]))
+        words = tuple(Word(w["text"], float(w["confidence"]), _tuple_polygon(w["polygon"]), w.get("in_text") is not False)
                       for w in (line.get("words") or []))
         blocks[b].append(Line(line["text"], float(line["confidence"]), _tuple_polygon(line["polygon"]), words,
                               line.get("source") or "ocr"))
@@ -250,4 +253,5 @@ def page_from_row(row: dict, key: str | None = None) -> Page:
         status=row["status"], error_code=row.get("error_code"), error_message=row.get("error_message"),
         timings=PageTimings(timings.get("decode"), None, timings.get("detect"), timings.get("recognize")),
         text_source=row.get("text_source") or "ocr",
+        unread_regions=int(row.get("unread_regions") or 0),
     )

@@ -112,11 +112,15 @@ class Word:
         text: the word, without spaces.
         confidence: mean probability of its characters, 0..1.
         polygon: where its characters are, from the recognizer's frames and the ink.
+        in_text: whether the word is in its line's text; False for a word with a character read below
+            ``recognition.min_word_confidence``, kept (``recognition.low_confidence_words: keep``) for
+            the exports that want every word read.
     """
 
     text: str
     confidence: float
     polygon: Polygon
+    in_text: bool = True
 
 
 #: Where a page's text comes from: OCR of its pixels, the PDF's own text (read from the file), or
@@ -133,7 +137,7 @@ class Line:
         confidence: mean probability of the characters the line's text is made of, 0..1 (1.0 for
             text read from the file).
         polygon: the line's quadrilateral.
-        words: the line's words, left to right.
+        words: the line's words, left to right (with words left out of its text, see :class:`Word`).
         source: ``ocr`` (recognised on the page's pixels) or ``pdf`` (the file's own text).
     """
 
@@ -142,6 +146,11 @@ class Line:
     polygon: Polygon
     words: tuple[Word, ...] = ()
     source: str = "ocr"
+
+    @property
+    def text_words(self) -> tuple[Word, ...]:
+        """The words the line's text is made of (those ``in_text``)."""
+        return tuple(w for w in self.words if w.in_text)
 
 
 #: What a block can be: body text, a heading (a block of few lines much taller than the page's
@@ -222,6 +231,9 @@ class Page:
         error_code / error_message: why the page failed.
         timings: where the page's time went.
         text_source: where its text comes from, one of :data:`TEXT_SOURCES`.
+        unread_regions: text regions the detector found on the page that recognition read no text
+            in (nothing, or below ``recognition.min_confidence``, or only words below
+            ``recognition.min_word_confidence``): text the page's lines do not have.
         geometry: between the stages of one OCR worker only: the map from the dewarped image
             the polygons refer to back to original pixels; None once they are in original pixels.
     """
@@ -240,6 +252,7 @@ class Page:
     error_message: str | None = None
     timings: PageTimings = PageTimings()
     text_source: str = "ocr"
+    unread_regions: int = 0
     geometry: Any = field(default=None, compare=False, repr=False)
 
     @property

@@ -59,7 +59,45 @@ def test_words_follow_the_spaces_decoding_inserts_and_the_words_it_drops():
     assert reading.text == "ca" and _spans(reading) == [("ca", 5, 8)]
 
 
-def test_a_corrected_word_keeps_its_frames():
+def test_unsure_words_stay_among_the_words_out_of_the_text_when_kept():
+    probs = _one_hot([1, 0, 2, 4, 3, 1, 4, 2, 2, 0, 3])  # "ab ca bc"
+    probs[0, 4, 3] = 0.4  # the "c" of "ca" is unsure
+    [kept] = CTCDecoder(["a", "b", "c"], keep_unsure_words=True)(probs, min_word_prob=0.5)
+    assert kept.text == "ab bc" and kept.confidence == pytest.approx(0.9)  # text and confidence as when dropped
+    assert [(w.text, w.in_text) for w in kept.words] == [("ab", True), ("ca", False), ("bc", True)]
+    assert kept.words[1].confidence == pytest.approx((0.4 + 0.9) / 2)
+    [dropped] = CTCDecoder(["a", "b", "c"])(probs, min_word_prob=0.5)
+    assert [w.text for w in dropped.words] == ["ab", "bc"] and dropped.text == kept.text
+    # a line with every word unsure is no reading at all, either way
+    assert CTCDecoder(["a", "b", "c"], keep_unsure_words=True)(probs, min_word_prob=0.95)[0] == ("", 0.0, ())
+
+
+def test_kept_unsure_words_go_to_the_rows_and_the_exports_that_ask_for_them(tmp_path):
+    from pipeline.output.exports import text_words_only
+    from pipeline.schema import page_from_row, page_row
+    from pipeline.stages.layout import order_lines
+    from pipeline.types import Block, Line, Page, Word
+
+    def box(x0, x1):
+        return ((x0, 10.0), (x1, 10.0), (x1, 30.0), (x0, 30.0))
+
+    words = (Word("sure", 0.9, box(0, 40)), Word("smudge", 0.3, box(50, 110), in_text=False),
+             Word("word", 0.9, box(120, 160)))
+    line = Line("sure word", 0.9, box(0, 160), words)
+    assert line.text_words == (words[0], words[2])
+    page = Page("k", "d", 0, 200, 100, blocks=(Block((line,)),), text="sure word")
+    back = page_from_row(page_row(page, run_id="r", fingerprint="f"))
+    assert back.lines[0].words == words  # in_text survives Parquet
+    old_row = page_row(page, run_id="r", fingerprint="f")
+    for w in old_row["lines"][0]["words"]:
+        del w["in_text"]  # a row written before the flag: every word in the text
+    assert all(w.in_text for w in page_from_row(old_row).lines[0].words)
+    assert [w.text for w in text_words_only(page).lines[0].words] == ["sure", "word"]
+    assert text_words_only(page).lines[0].text == "sure word"
+    # the layout's page text leaves them out too
+    blocks, text = order_lines([line], 100)
+    assert text == "sure word"
+
     from pipeline.models.lexicon import Lexicon
 
     decoder = CTCDecoder(["c", "a", "t", "r"])  # 0 blank, 1 c, 2 a, 3 t, 4 r, 5 space
@@ -223,7 +261,8 @@ def test_a_page_round_trips_through_its_parquet_row():
     row = page_row(page, run_id="r", fingerprint="f")
     assert [(l["block_index"], l["line_index"]) for l in row["lines"]] == [(0, 0), (1, 1)]
     assert row["lines"][0]["words"][1] == {"text": "12.50", "confidence": 0.91,
-                                           "polygon": [[70.0, 10.0], [120.0, 10.0], [120.0, 30.0], [70.0, 30.0]]}
+                                           "polygon": [[70.0, 10.0], [120.0, 10.0], [120.0, 30.0], [70.0, 30.0]],
+                                           "in_text": True}
     table = pa.Table.from_pylist([row], schema=PAGES)
     back = page_from_row(table.to_pylist()[0], key="k")
     assert back.text == page.text and [len(b.lines) for b in back.blocks] == [1, 1]

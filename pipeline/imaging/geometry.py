@@ -225,7 +225,7 @@ def page_to_original(page: Page) -> Page:
     mapped_words = iter(_mapped(geometry, word_polys) if word_polys else [])
     new_lines = iter([
         Line(line.text, line.confidence, poly,
-             tuple(Word(w.text, w.confidence, next(mapped_words)) for w in line.words), line.source)
+             tuple(Word(w.text, w.confidence, next(mapped_words), w.in_text) for w in line.words), line.source)
         for line, poly in zip(lines, mapped_lines)
     ])
     blocks = tuple(Block(tuple(next(new_lines) for _ in block.lines), block.kind) for block in page.blocks)

@@ -50,6 +50,8 @@ class WordSpan(NamedTuple):
     confidence: float
     start: float
     end: float
+    #: False for a word with a character read below ``min_word_prob``: kept, but not in the reading's text.
+    in_text: bool = True
 
 
 class Reading(NamedTuple):
@@ -142,7 +144,8 @@ class CTCDecoder:
     """
 
     def __init__(
-        self, charset: Sequence[str], allowed: str = "all", space_gap: float | None = None, space_prob: float | None = None
+        self, charset: Sequence[str], allowed: str = "all", space_gap: float | None = None,
+        space_prob: float | None = None, keep_unsure_words: bool = False,
     ):
         if allowed not in CHARSETS:
             raise ValueError(f"unknown charset {allowed!r}; choose one of {', '.join(CHARSETS)}")
@@ -153,6 +156,7 @@ class CTCDecoder:
         self._kept = np.flatnonzero(mask)
         self.space_gap = space_gap if space_gap and space_gap > 0 else None
         self.space_prob = space_prob if space_prob and space_prob > 0 else None
+        self.keep_unsure_words = keep_unsure_words
 
     @classmethod
     def from_metadata(
@@ -161,11 +165,12 @@ class CTCDecoder:
         allowed: str = "all",
         space_gap: float | None = None,
         space_prob: float | None = None,
+        keep_unsure_words: bool = False,
     ) -> CTCDecoder:
         chars = metadata.get("character")
         if not chars:
             raise ModelError("recognition model has no 'character' metadata: cannot decode its output")
-        return cls(chars.splitlines(), allowed, space_gap, space_prob)
+        return cls(chars.splitlines(), allowed, space_gap, space_prob, keep_unsure_words)
 
     def kept_classes(self) -> list[int] | None:
         """The classes this decoder may emit (blank first, the allowed characters, space last),
@@ -179,7 +184,8 @@ class CTCDecoder:
         classes = list(classes)
         if len(classes) < 2 or classes[0] != 0 or classes[-1] != self.space:
             raise ValueError("kept classes must start with the blank (0) and end with the space")
-        return CTCDecoder(list(self.characters[classes[1:-1]]), "all", self.space_gap, self.space_prob)
+        return CTCDecoder(list(self.characters[classes[1:-1]]), "all", self.space_gap, self.space_prob,
+                          self.keep_unsure_words)
 
     def _gap_spaces(self, row: np.ndarray, idx: np.ndarray, space_p: np.ndarray) -> np.ndarray:
         """Positions (into the emitted classes ``row[idx]``) after which a space the model did not emit goes.
@@ -253,9 +259,10 @@ class CTCDecoder:
         is read as that word (:meth:`~pipeline.models.lexicon.Lexicon.correct`).
 
         With ``min_word_prob``, a word (characters between spaces) with a character read at a lower
-        probability is dropped; the words left are joined by single spaces and the confidence is the
-        mean over their characters. A row with every word dropped decodes as ``("", 0.0)``; a row
-        that neither option changes decodes as it does without them.
+        probability is dropped from the text; the words left are joined by single spaces and the
+        confidence is the mean over their characters. With ``keep_unsure_words`` the dropped words stay
+        in the reading's words, marked ``in_text=False``. A row with every word dropped decodes as
+        ``("", 0.0)`` (no words); a row that neither option changes decodes as it does without them.
 
         Each reading's words (what is left between spaces) span, in frames, from their first
         character's first frame to their last character's last frame plus one.
@@ -294,11 +301,13 @@ class CTCDecoder:
                 corrected = self._correct(chars, probs, frames, alternatives[0][r], alternatives[1][r], lexicon)
             words = _words(chars, probs, frames, ends)
             if min_word_prob:
-                kept = [w for w in words if min(q for _, q, _, _ in w) >= min_word_prob]
-                if len(kept) != len(words):
+                sure = [min(q for _, q, _, _ in w) >= min_word_prob for w in words]
+                if not all(sure):
+                    kept = [w for w, ok in zip(words, sure) if ok]
+                    spans = (_spans(words, sure) if self.keep_unsure_words else _spans(kept)) if kept else ()
                     results.append(Reading(" ".join("".join(c for c, *_ in w) for w in kept),
                                            float(np.mean([q for w in kept for _, q, _, _ in w])) if kept else 0.0,
-                                           _spans(kept)))
+                                           spans))
                     continue
             if corrected:
                 confidence = float(np.mean([q for q, f in zip(probs, frames) if f is not None]))
@@ -345,10 +354,12 @@ def _words(chars: list[str], probs: list[float], frames: list[int | None],
     return [w for w in words if w]
 
 
-def _spans(words: list[list[_Char]]) -> tuple[WordSpan, ...]:
+def _spans(words: list[list[_Char]], in_text: Sequence[bool] | None = None) -> tuple[WordSpan, ...]:
+    flags = in_text if in_text is not None else [True] * len(words)
     return tuple(
-        WordSpan("".join(c for c, *_ in w), float(np.mean([q for _, q, _, _ in w])), float(w[0][2]), float(w[-1][3] + 1))
-        for w in words
+        WordSpan("".join(c for c, *_ in w), float(np.mean([q for _, q, _, _ in w])), float(w[0][2]),
+                 float(w[-1][3] + 1), bool(ok))
+        for w, ok in zip(words, flags)
     )
 
 
@@ -396,7 +407,8 @@ class TextRecognizer:
     def __init__(self, engine: Engine, config: RecognitionConfig):
         self.engine = engine
         self.config = config
-        decoder = CTCDecoder.from_metadata(engine.metadata(), config.charset, config.space_gap, config.space_prob)
+        decoder = CTCDecoder.from_metadata(engine.metadata(), config.charset, config.space_gap, config.space_prob,
+                                           config.low_confidence_words == "keep")
         # An engine built with charset_classes() computes only the classes the charset allows.
         classes = getattr(engine, "classes", None)
         self.decode = decoder if classes is None else decoder.restricted(classes)
@@ -457,7 +469,7 @@ class TextRecognizer:
             for i, reading in zip(batch, decoded):
                 # frame -> input pixels of the padded batch -> pixels of the crop as it came in
                 scale = width / max(frames, 1) * crops[i].shape[1] / resized[i].shape[1]
-                words = tuple(WordSpan(w.text, w.confidence, w.start * scale, w.end * scale) for w in reading.words)
+                words = tuple(w._replace(start=w.start * scale, end=w.end * scale) for w in reading.words)
                 results[i] = reading._replace(words=words)
         return results
 

@@ -181,7 +181,8 @@ def _lines(pages: Sequence[Page]) -> list[_Line]:
         for line in page.lines:
             if line.text.strip():
                 text = _GLUED_TIME.sub(r"\1 ", " ".join(line.text.split()))
-                out.append(_Line(len(out), page.page_index, text, polygon_box(line.polygon), line.words, height, width))
+                out.append(_Line(len(out), page.page_index, text, polygon_box(line.polygon), line.text_words, height,
+                                 width))
     return out
 
 

@@ -285,20 +285,24 @@ def _cut_line(line: Line, c0: float, c1: float) -> list[Line] | None:
         gap0, gap1 = boxes[a][2], boxes[c][0]
         if gap1 > gap0 and min(gap1, c1) - max(gap0, c0) >= 0.5 * (c1 - c0):
             cut = order.index(c)
-            return [_line_of(tuple(words[k] for k in order[:cut]), line),
-                    _line_of(tuple(words[k] for k in order[cut:]), line)]
+            left, right = tuple(words[k] for k in order[:cut]), tuple(words[k] for k in order[cut:])
+            if not any(w.in_text for w in left) or not any(w.in_text for w in right):
+                return None  # a side with no text: nothing to keep apart
+            return [_line_of(left, line), _line_of(right, line)]
     return None
 
 
 def _line_of(words: tuple[Word, ...], line: Line) -> Line:
-    """The part of ``line`` made of ``words``: its text, their mean confidence, the line's band over their extent."""
+    """The part of ``line`` made of ``words``: the text and mean confidence of those in its text, the line's band
+    over their extent."""
     boxes = np.asarray([w.polygon for w in words], np.float64).reshape(len(words), 4, 2)
     x0, x1 = float(boxes[:, :, 0].min()), float(boxes[:, :, 0].max())
     quad = np.asarray(line.polygon, np.float64).reshape(4, 2)
     y0, y1 = float(quad[:, 1].min()), float(quad[:, 1].max())
     polygon = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-    confidence = float(np.mean([w.confidence for w in words]))
-    return Line(" ".join(w.text for w in words), confidence, polygon, words)
+    text_words = [w for w in words if w.in_text]
+    confidence = float(np.mean([w.confidence for w in text_words]))
+    return Line(" ".join(w.text for w in text_words), confidence, polygon, words)
 
 
 def _kind(block_lines: list[Line], heights: np.ndarray, rows: int, median_h: float, band: str | None) -> str:

@@ -94,10 +94,11 @@ class OcrStage:
             if results[i] is not None:
                 continue
             idx = np.flatnonzero(owners_arr == i)
-            lines = []
+            lines, unread = [], 0
             for k, j in enumerate(idx):
                 reading = readings[j]
                 if reading is None or not reading.text.strip() or reading.confidence < min_conf:
+                    unread += 1
                     continue
                 lines.append(self._line(reading, quads[i][k], crops[j], frames[j]))
             timings = PageTimings(
@@ -107,6 +108,7 @@ class OcrStage:
             results[i] = Page(
                 page.key, page.doc_id, page.page_index, page.width, page.height, page.dpi, page.dewarp,
                 blocks=(Block(tuple(lines)),) if lines else (), timings=timings, geometry=page.geometry,
+                unread_regions=unread,
             )
         return results
 
@@ -160,7 +162,7 @@ class OcrStage:
             corners = np.array([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]] for x0, y0, x1, y1 in boxes], np.float64)
             on_page = frame.to_page(corners)
             words = tuple(
-                Word(w.text, w.confidence, tuple((float(x), float(y)) for x, y in poly))
+                Word(w.text, w.confidence, tuple((float(x), float(y)) for x, y in poly), w.in_text)
                 for w, poly in zip(reading.words, on_page)
             )
         return Line(reading.text, reading.confidence, polygon, words)

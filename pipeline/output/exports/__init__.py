@@ -10,12 +10,13 @@ page image. The writers return bytes; ``folio export`` names and stores them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
-from pipeline.types import BLOCK_KINDS, Page
+from pipeline.types import BLOCK_KINDS, Block, Page
 
-__all__ = ["BLOCK_KINDS", "ExportDocument"]
+__all__ = ["BLOCK_KINDS", "ExportDocument", "text_words_only"]
 
 @dataclass(frozen=True)
 class ExportDocument:
@@ -45,3 +46,13 @@ class ExportDocument:
     processed_at: dt.datetime | None
     pages: tuple[Page, ...]
     failed_pages: tuple[int, ...] = field(default=())
+
+
+def text_words_only(page: Page) -> Page:
+    """The page with only the words of its text (``output.export_words: text``): words read below
+    ``recognition.min_word_confidence`` are left out, as the page text leaves them out."""
+    if all(w.in_text for line in page.lines for w in line.words):
+        return page
+    blocks = tuple(Block(tuple(dataclasses.replace(line, words=line.text_words) for line in block.lines), block.kind)
+                   for block in page.blocks)
+    return dataclasses.replace(page, blocks=blocks)

@@ -26,7 +26,7 @@ from pipeline.config import StorageConfig
 from pipeline.errors import FolioError, StorageError
 from pipeline.io.storage import get_storage, join
 from pipeline.output.catalog import Selection, pages_of, selected_rows
-from pipeline.output.exports import ExportDocument
+from pipeline.output.exports import ExportDocument, text_words_only
 from pipeline.schema import page_from_row
 
 __all__ = ["FORMATS", "ExportReport", "export", "export_names"]
@@ -112,6 +112,7 @@ def export(
     relative_to: str | None = None,
     storage_config: StorageConfig | None = None,
     on_document: Callable[[ExportReport], None] | None = None,
+    words: str = "text",
 ) -> ExportReport:
     """Write ``formats`` of the documents under the Folio output ``src`` to ``dest``.
 
@@ -126,11 +127,14 @@ def export(
             the selected sources share.
         storage_config: object-store client settings.
         on_document: called with the report after each document.
+        words: ``text``: the words of the page text; ``all``: every word read (``output.export_words``).
 
     Raises:
         FolioError: ``src`` holds no Folio output.
         ValueError: an unknown format.
     """
+    if words not in ("text", "all"):
+        raise ValueError(f"words must be text or all, not {words!r}")
     started = time.perf_counter()
     formats = list(dict.fromkeys(formats))
     writers = {fmt: _writer(fmt) for fmt in formats}
@@ -148,6 +152,8 @@ def export(
             continue
         page_rows = sorted(pages_by_run.get((row["doc_id"], row["run_id"]), []), key=lambda p: p["page_index"])
         pages = tuple(page_from_row(p, key=uri) for p in page_rows if p["status"] == "ok")
+        if words == "text":
+            pages = tuple(text_words_only(page) for page in pages)
         failed_pages = tuple(int(p["page_index"]) for p in page_rows if p["status"] != "ok")
         if not pages:
             report.failed.append((uri, "no page was read"))
