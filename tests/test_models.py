@@ -794,3 +794,34 @@ def test_a_form_of_labels_and_values_is_read_row_by_row():
         lines += [_line(label, 0.9, 40, 100 + 40 * r, 140, 120 + 40 * r), _line(value, 0.9, 400, 100 + 40 * r, 600, 120 + 40 * r)]
     text = order_lines(lines, page_height=1000)[1]
     assert text.splitlines()[:2] == ["Name: John Smith", "Date: 12 March 1988"]
+
+
+def test_regions_recognition_reads_nothing_in_are_counted_on_the_page():
+    """A detected line that reads as nothing (or below recognition.min_confidence) is not silently lost:
+    the page says how many there were."""
+    import cv2
+
+    from pipeline.models.bundle import OcrModels
+    from pipeline.models.recognition import Reading
+    from pipeline.stages.ocr import OcrStage
+
+    image = np.full((240, 900, 3), 255, np.uint8)
+    for k, text in enumerate(("first line of text", "second line of text", "third line of text")):
+        cv2.putText(image, text, (30, 60 + 70 * k), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3)
+    config = FolioConfig()
+    models = OcrModels.load(config)
+    stage = OcrStage(config, models)
+    [page] = stage([PageImage("k", "d", 0, image)])
+    assert len(page.lines) == 3 and page.unread_regions == 0
+    read = models.recognizer
+
+    def lose_the_second(crops, word_steps=False):
+        readings = read(crops, word_steps)
+        order = sorted(range(len(crops)), key=lambda i: -crops[i].shape[1])  # the longest: "second ..."
+        readings[order[0]] = Reading("", 0.0)
+        return readings
+
+    models.recognizer = lose_the_second
+    [page] = stage([PageImage("k", "d", 0, image)])
+    assert len(page.lines) == 2 and page.unread_regions == 1
+    assert not any("second" in line.text for line in page.lines)
