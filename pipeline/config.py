@@ -111,6 +111,11 @@ class DetectionConfig(_Section):
     min_side_len: int = Field(736, ge=32, description="Pages are scaled up so the shorter side is at least this.")
     thresh: float = Field(0.3, gt=0, lt=1, description="Probability above which a DB map pixel is text.")
     box_thresh: float = Field(0.5, gt=0, lt=1, description="Minimum mean probability inside a box to keep it.")
+    score_mode: Literal["contour", "box"] = Field(
+        "contour",
+        description="Where box_thresh's mean is taken: contour (the text region's own outline) or box (its "
+        "minimum-area rectangle, which for a bent line is mostly background, so the line is dropped).",
+    )
     unclip_ratio: float = Field(1.6, gt=0, description="How far DB's shrunk text kernels are grown back.")
     min_size: float = Field(3.0, ge=0, description="Boxes with a shorter side (map pixels) are dropped.")
     max_candidates: int = Field(1000, ge=1, description="At most this many contours per page are considered.")
@@ -537,7 +542,8 @@ _FIELDS_NOT_FINGERPRINTED = {
 #: them: at that value they are left out of the fingerprint, so an upgrade does not make every
 #: document stale.
 _ADDED_SETTINGS = {("detection", "size_multiple"): 32, ("layout", "reading_order"): "rows",
-                   ("decode", "pdf_text"): "ocr", ("recognition", "low_confidence_words"): "drop"}
+                   ("decode", "pdf_text"): "ocr", ("recognition", "low_confidence_words"): "drop",
+                   ("detection", "score_mode"): "box"}
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},

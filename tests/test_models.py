@@ -59,6 +59,22 @@ def test_db_thresholds_drop_faint_and_tiny_regions():
     assert len(lenient(prob, 1.0, (100, 200))[0]) == 1
 
 
+def test_a_bent_line_is_scored_on_its_outline_not_its_rectangle():
+    """A line bending up towards a book's spine: its minimum-area rectangle is mostly paper, so scored on
+    the rectangle (score_mode: box) it falls below box_thresh and vanishes; scored on its own outline, it stays."""
+    import cv2
+
+    prob = np.zeros((300, 600), np.float32)
+    xs = np.arange(20, 580)
+    ys = 60 + 180 * ((580 - xs) / 560) ** 2  # rises 180 px over the line's length
+    pts = np.stack([xs, ys], 1).round().astype(np.int32)
+    cv2.polylines(prob, [pts], False, 0.9, thickness=10)
+    assert len(DBPostProcessor(DetectionConfig(score_mode="box"))(prob, 1.0, (300, 600))[0]) == 0
+    boxes, scores = DBPostProcessor(DetectionConfig(score_mode="contour"))(prob, 1.0, (300, 600))
+    assert len(boxes) == 1 and scores[0] > 0.8
+    assert DetectionConfig().score_mode == "contour"
+
+
 def test_db_empty_map_gives_empty_arrays():
     boxes, scores = DBPostProcessor(DetectionConfig())(np.zeros((64, 64), np.float32), 1.0, (64, 64))
     assert boxes.shape == (0, 4, 2) and scores.shape == (0,)

@@ -98,9 +98,14 @@ class DBPostProcessor:
     """Turn a DB probability map into scored text quadrilaterals.
 
     Steps: threshold the map, optionally dilate, take contours, fit a minimum
-    area rectangle to each, score it by the mean probability inside, grow it
+    area rectangle to each, score it by the mean probability inside (the
+    rectangle's, or with ``score_mode: contour`` the contour's own), grow it
     back by ``unclip_ratio`` (DB trains on shrunk kernels), refit, and map to
     page pixels.
+
+    A bent line's rectangle holds much background beside its text, so its
+    rectangle's mean falls below ``box_thresh`` however sure the map is of the
+    text: scored on its contour, the line is kept.
     """
 
     def __init__(self, config: DetectionConfig):
@@ -110,6 +115,7 @@ class DBPostProcessor:
         self.min_size = config.min_size
         self.max_candidates = config.max_candidates
         self.kernel = np.ones((2, 2), np.uint8) if config.dilate else None
+        self.score_contour = config.score_mode == "contour"
 
     @staticmethod
     def _mini_box(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -119,6 +125,7 @@ class DBPostProcessor:
 
     @staticmethod
     def _box_score(prob: np.ndarray, box: np.ndarray) -> float:
+        """The mean probability inside the polygon ``box`` (map pixels)."""
         h, w = prob.shape
         x0 = int(np.clip(np.floor(box[:, 0].min()), 0, w - 1))
         x1 = int(np.clip(np.ceil(box[:, 0].max()), 0, w - 1))
@@ -166,7 +173,7 @@ class DBPostProcessor:
             box, short_side = self._mini_box(contour.reshape(-1, 2))
             if short_side < self.min_size:
                 continue
-            score = self._box_score(prob, box)
+            score = self._box_score(prob, contour.reshape(-1, 2).astype(np.float32) if self.score_contour else box)
             if score < self.box_thresh:
                 continue
             grown = self._unclip(box)

@@ -89,7 +89,7 @@ class TrainOptions:
     #: Epochs without a better validation CER before stopping.
     patience: int = 4
     augment: bool = True
-    #: Share of the network's weight tensors, in graph order from the input, kept as shipped: the
+    #: Share of the network's weight tensors, in the graph's order from the input, kept as shipped: the
     #: early layers see strokes and edges, which a new collection shares with the training data.
     freeze: float = 0.5
     seed: int = 0
@@ -168,9 +168,10 @@ class Recognizer:
         rewrite_graph(trainable)
         self.multiple = network_stride(trainable)[1]
         by_bytes: dict[tuple, list[str]] = {}
+        written = {t.name for t in proto.graph.initializer}  # not the Constant nodes rewrite_graph turned into some
         for tensor in trainable.graph.initializer:
             array = numpy_helper.to_array(tensor)
-            if array.dtype == np.float32 and array.size > 1:
+            if array.dtype == np.float32 and array.size > 1 and tensor.name in written:
                 by_bytes.setdefault(_key(array), []).append(tensor.name)
         order = {t.name: i for i, t in enumerate(trainable.graph.initializer)}
         module = convert(trainable)

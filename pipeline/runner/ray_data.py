@@ -56,9 +56,10 @@ def _ray():
     return ray
 
 
-def ray_init(address: str | None = None, num_cpus: int | None = None, connect_timeout_s: float = 10.0) -> str:
+def ray_init(address: str | None = None, num_cpus: int | None = None, connect_timeout_s: float = 10.0,
+             log_to_driver: bool = False) -> str:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a Ray of this process's own on this
-    machine; no-op when connected.
+    machine; no-op when connected. ``log_to_driver``: the workers' output is printed here too.
 
     Joining an existing cluster: its address must answer within ``connect_timeout_s``
     (a TCP connection first, then Ray's own handshake), and where it uses token
@@ -81,7 +82,7 @@ def ray_init(address: str | None = None, num_cpus: int | None = None, connect_ti
     kwargs = {
         "ignore_reinit_error": True,
         "include_dashboard": False,
-        "log_to_driver": False,
+        "log_to_driver": log_to_driver,
         "logging_level": logging.WARNING,
     }
     if address is None:

@@ -12,7 +12,7 @@ best weights, history) after each epoch; a worker that fails is restarted from i
 (``FailureConfig(max_failures=2)``), and the driver loads the best weights from the
 last one.
 
-Ray Train keeps its checkpoints under ``<output>/ray``; on a cluster of several
+Ray Train keeps its last two checkpoints under ``<output>/ray``; on a cluster of several
 machines that folder must be on storage every node sees.
 """
 
@@ -56,10 +56,10 @@ def fit_on_ray(recognizer: Recognizer, train: Sequence[LineSample], val: Sequenc
     with the best epoch's weights, as :func:`~pipeline.models.training.fit` does locally."""
     import ray
     import torch
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    said = ray_init(config.ray.address, connect_timeout_s=config.ray.connect_timeout_s)
+    said = ray_init(config.ray.address, connect_timeout_s=config.ray.connect_timeout_s, log_to_driver=True)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     count = workers or max(1, gpus)
     use_gpu = gpus >= count
@@ -78,7 +78,8 @@ def fit_on_ray(recognizer: Recognizer, train: Sequence[LineSample], val: Sequenc
         scaling_config=ScalingConfig(num_workers=count, use_gpu=use_gpu,
                                      resources_per_worker=None if use_gpu else {"CPU": cpus}),
         run_config=RunConfig(name="folio-train", storage_path=str(storage.resolve()),
-                             failure_config=FailureConfig(max_failures=2)),
+                             failure_config=FailureConfig(max_failures=2),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
     outcome = trainer.fit()
     if outcome.checkpoint is None:
@@ -89,9 +90,6 @@ def fit_on_ray(recognizer: Recognizer, train: Sequence[LineSample], val: Sequenc
     result = FitResult(history=[EpochResult(**e) for e in saved["history"]], baseline_cer=saved["baseline"],
                        best_cer=saved["best"], best_epoch=saved["best_epoch"], stopped_early=saved["stopped_early"],
                        seconds=saved["seconds"])
-    if progress is not None:
-        for epoch in result.history:
-            progress(f"epoch {epoch.epoch}: loss {epoch.loss:.3f}, validation CER {epoch.val_cer:.4f}")
     return result
 
 
@@ -154,6 +152,9 @@ def _worker_loop(cfg: dict) -> None:
         else:
             waited += 1
         metrics = {"epoch": epoch, "loss": loss, "val_cer": val_cer, "best_cer": best}
+        if rank == 0:  # Ray forwards a worker's output to the driver's console
+            print(f"epoch {epoch}/{options.epochs}: loss {loss:.3f}, validation CER {val_cer:.4f} (best {best:.4f})",
+                  flush=True)
         state = {"state": recognizer.state(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "best_state": best_state, "history": history, "baseline": baseline, "best": best,
                  "best_epoch": best_epoch, "stopped_early": False, "seconds": time.perf_counter() - t0}
