@@ -139,8 +139,9 @@ def demo(workdir, pages):
 @click.option("--quiet", is_flag=True, help="No progress bar or per-page table.")
 @click.option("--from-output", "from_output", metavar="DEST", help="sroie-keys, invoice2data: take the pages from "
               "this Folio output (`folio run` of the set's files) instead of reading the files again.")
-@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), help="Only the pages whose sample "
-              "ids this file lists, one per line (`folio train` writes its held-out pages as such a file).")
+@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), help="Only the pages (documents for "
+              "sroie-keys and invoice2data) whose ids this file lists, one per line (`folio train` writes its "
+              "held-out pages as such a file).")
 def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_output, ids_file):
     """Run OCR over a labelled set in FORMAT at PATH and score it.
 
@@ -159,6 +160,9 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
     """
     import json
 
+    wanted = None
+    if ids_file:
+        wanted = {line.strip() for line in Path(ids_file).read_text().splitlines() if line.strip()}
     if fmt in ("sroie-keys", "invoice2data"):
         from measure.fields_eval import evaluate_fields, render, report_json
 
@@ -168,7 +172,7 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
                                    f"{'' if not from_output else ' (--from-output: folio only)'}")
         try:
             report = evaluate_fields(fmt, path, load_cli_config(config_path, sets), system, limit, from_output,
-                                     progress=not quiet)
+                                     progress=not quiet, ids=wanted)
         except FileNotFoundError as e:
             raise click.UsageError(str(e)) from e
         except FolioError as e:
@@ -182,16 +186,13 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
         return
     if from_output:
         raise click.UsageError("--from-output is for sroie-keys and invoice2data")
-    if ids_file and fmt in ("sroie-keys", "invoice2data"):
-        raise click.UsageError("--ids is for the OCR formats")
     from measure.datasets import read_dataset
     from measure.evaluate import evaluate
     from measure.systems import make_system
 
     config = load_cli_config(config_path, sets)
     samples = read_dataset(fmt, path, limit)
-    if ids_file:
-        wanted = {line.strip() for line in Path(ids_file).read_text().splitlines() if line.strip()}
+    if wanted is not None:
         samples = [s for s in samples if s.sample_id in wanted]
     if not samples:
         raise click.UsageError(f"no labelled pages found in {path} as {fmt}{' with those ids' * bool(ids_file)}")

@@ -534,7 +534,8 @@ def _output_pages(dest: str, config: FolioConfig) -> dict[str, tuple[list[Page],
 
 
 def evaluate_fields(fmt: str, path: str | Path, config: FolioConfig, system: str = "folio",
-                    limit: int | None = None, from_output: str | None = None, progress: bool = False) -> dict:
+                    limit: int | None = None, from_output: str | None = None, progress: bool = False,
+                    ids: set[str] | None = None) -> dict:
     """Run the fields stage over a labelled set in ``fmt`` (:data:`FIELD_FORMATS`) and score it.
 
     Args:
@@ -542,6 +543,7 @@ def evaluate_fields(fmt: str, path: str | Path, config: FolioConfig, system: str
             ``gt-lines`` (``sroie-keys`` only: pages of the box files' own lines, no OCR).
         from_output: an existing Folio output to take the pages from (``folio`` only), matched to the
             set's files by file name.
+        ids: only the documents with these ids (file stems).
 
     Returns:
         The :func:`summarize_fields` dict, with ``system``, ``format``, ``path``, ``skipped`` (files
@@ -567,6 +569,8 @@ def evaluate_fields(fmt: str, path: str | Path, config: FolioConfig, system: str
     else:
         docs, fields, contains = read_invoice2data(path, limit, skipped), list(INVOICE2DATA_KEYS.values()), \
             ("supplier_name",)
+    if ids is not None:
+        docs = [d for d in docs if d.doc in ids]
     stage = FieldsStage(config.fields)
     stored = _output_pages(from_output, config) if from_output else None
     reader = DocumentReader(config) if system == "folio" and stored is None else None
