@@ -525,8 +525,11 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     if recognizer.added:
         say(f"folio train: {len(recognizer.added)} characters added to the charset: {''.join(recognizer.added)}")
     checkpoint = out / CHECKPOINT_FILE
-    if restart and checkpoint.exists():
-        checkpoint.unlink()
+    if restart:
+        import shutil
+
+        checkpoint.unlink(missing_ok=True)
+        shutil.rmtree(out / "ray", ignore_errors=True)  # Ray Train's run of the same name
     if runner == "ray":
         from pipeline.runner.ray_train import fit_on_ray
 

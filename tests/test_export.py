@@ -59,15 +59,21 @@ def test_exported_alto_and_page_are_valid_and_carry_the_words(output, tmp_path):
     schemas = Path(__file__).parent / "data" / "schemas"
     alto_schema = etree.XMLSchema(etree.parse(str(schemas / "alto-4-4.xsd")))
     page_schema = etree.XMLSchema(etree.parse(str(schemas / "pagecontent-2019-07-15.xsd")))
-    words = sum(len(line["words"] or []) for p in read_table(str(dest), "pages").to_pylist() for line in p["lines"] or [])
-    strings = 0
-    for f in (tmp_path / "alto").glob("*.xml"):
-        tree = etree.parse(str(f))
-        alto_schema.assertValid(tree)
-        strings += len(tree.findall(".//{*}String"))
-    assert strings == words
+    rows = [w for p in read_table(str(dest), "pages").to_pylist() for line in p["lines"] or [] for w in line["words"] or []]
+
+    def strings(folder: Path) -> int:
+        count = 0
+        for f in folder.glob("*.xml"):
+            tree = etree.parse(str(f))
+            alto_schema.assertValid(tree)
+            count += len(tree.findall(".//{*}String"))
+        return count
+
+    assert strings(tmp_path / "alto") == sum(1 for w in rows if w["in_text"])  # the words of the text
     for f in (tmp_path / "page").glob("*.xml"):
         page_schema.assertValid(etree.parse(str(f)))
+    export(str(dest), str(tmp_path / "all"), ["alto"], words="all")  # and every word read, unsure ones too
+    assert strings(tmp_path / "all" / "alto") == len(rows) > sum(1 for w in rows if w["in_text"])
 
 
 def test_export_selects_documents_and_fails_clearly_without_an_output(output, tmp_path):
