@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
