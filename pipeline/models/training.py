@@ -57,7 +57,8 @@ from pipeline.models.recognition import (
 from pipeline.models.zoo import ModelFile, files_sha256, load_onnx
 
 __all__ = ["LineSample", "TrainOptions", "Recognizer", "EpochResult", "FitResult", "fit", "split_by_group",
-           "batches_of", "cer_counts", "onnx_readings", "read_lines", "schedule", "train_epoch", "validation_cer",
+           "batches_of", "cer_counts", "onnx_readings", "read_lines", "schedule", "train_epoch", "train_loop",
+           "validation_cer",
            "MODEL_FILE", "CHECKPOINT_FILE", "REPORT_FILE"]
 
 log = logging.getLogger(__name__)
@@ -421,28 +422,62 @@ class FitResult:
 def fit(recognizer: Recognizer, train: Sequence[LineSample], val: Sequence[LineSample], config: RecognitionConfig,
         options: TrainOptions, checkpoint: Path | None = None,
         progress: Callable[[str, int, int, dict], None] | None = None) -> FitResult:
-    """Train ``recognizer`` in place, ending with its best epoch's weights.
+    """Train ``recognizer`` in place on this machine, ending with its best epoch's weights.
 
     Args:
-        checkpoint: saved after every epoch (weights, optimizer, best weights, history); when the
-            file exists, training resumes from it.
+        checkpoint: saved after every epoch (:func:`train_loop`'s state); when the file exists,
+            training resumes from it.
+        progress: as :func:`train_loop`'s.
+    """
+    torch = _torch()[0]
+    saved = None
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        log.info("resuming from %s after epoch %d", checkpoint, len(saved["history"]))
+
+    def save(state: dict) -> None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, checkpoint)
+
+    return train_loop(recognizer, train, val, config, options, saved=saved,
+                      save=save if checkpoint is not None else None, progress=progress)
+
+
+def train_loop(recognizer: Recognizer, train: Sequence[LineSample], val: Sequence[LineSample],
+               config: RecognitionConfig, options: TrainOptions, *, module=None, rank: int = 0, world: int = 1,
+               saved: dict | None = None, save: Callable[[dict], None] | None = None,
+               progress: Callable[[str, int, int, dict], None] | None = None) -> FitResult:
+    """The epochs of a training run, on one machine or as one of ``world`` data-parallel workers: train,
+    validate, keep the best weights, stop after ``options.patience`` epochs without a better validation
+    CER, and end with the best weights loaded.
+
+    Args:
+        module: what the batches go through: the recognizer's module (the default) or a data-parallel
+            wrapper of it.
+        rank / world: this worker's place among ``world`` workers; each epoch's batches are dealt
+            round-robin, as many to each, and every worker computes the same validation CER.
+        saved: a state ``save`` was given, to resume from (the same base model and charset).
+        save: called after every epoch with the state to resume from: weights, optimizer, scheduler,
+            best weights, history, baseline and best CER, charset, base model, seconds so far.
         progress: called as ``(phase, step, total, info)``: ``("batch", k, n, {"loss"})`` and
             ``("epoch", epoch, epochs, {"loss", "val_cer", "best_cer"})``.
     """
     torch = _torch()[0]
     torch.manual_seed(options.seed)
     torch.set_num_threads(max(1, options.threads))
+    module = module if module is not None else recognizer.module
     optimizer = torch.optim.AdamW(recognizer.trainable(), lr=options.learning_rate, weight_decay=options.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / options.batch_size)
+    steps_per_epoch = math.ceil(len(train) / options.batch_size / world)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(steps_per_epoch, options.epochs))
     result = FitResult()
     start = 1
     best_state = recognizer.state()
     t0 = time.perf_counter()
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
+    if saved is not None:
         if saved.get("charset") != recognizer.charset or saved.get("base") != recognizer.base.sha256:
-            raise ModelError(f"{checkpoint} was made from another model or charset; remove it to start again")
+            raise ModelError("the checkpoint was made from another model or charset; remove it to start again")
         recognizer.load_state(saved["state"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -450,24 +485,26 @@ def fit(recognizer: Recognizer, train: Sequence[LineSample], val: Sequence[LineS
         result.history = [EpochResult(**e) for e in saved["history"]]
         result.baseline_cer, result.best_cer, result.best_epoch = saved["baseline"], saved["best"], saved["best_epoch"]
         start = result.resumed_from = len(result.history) + 1
-        log.info("resuming from %s after epoch %d", checkpoint, start - 1)
     else:
         result.baseline_cer = result.best_cer = validation_cer(recognizer, val, config)
-    waited = sum(1 for _ in _since_best(result))
+    waited = sum(1 for e in result.history if e.epoch > result.best_epoch)
     for epoch in range(start, options.epochs + 1):
         if waited >= options.patience:
             result.stopped_early = True
             break
         e0 = time.perf_counter()
         batches = batches_of(train, options.batch_size, random.Random(options.seed * 1000 + epoch))
-        rng = np.random.default_rng(options.seed * 1000 + epoch) if options.augment else None
+        if len(batches) < world:
+            batches = (batches * world)[:world]
+        batches = batches[rank : len(batches) - len(batches) % world : world]
+        rng = np.random.default_rng(options.seed * 1000 + epoch + 7919 * rank) if options.augment else None
         steps = iter(range(1, len(batches) + 1))
 
         def on_batch(loss: float) -> None:
             if progress is not None:
                 progress("batch", next(steps), len(batches), {"loss": loss})
 
-        loss = train_epoch(recognizer, recognizer.module, optimizer, train, batches, config, rng, on_batch, scheduler)
+        loss = train_epoch(recognizer, module, optimizer, train, batches, config, rng, on_batch, scheduler)
         val_cer = validation_cer(recognizer, val, config)
         result.history.append(EpochResult(epoch, loss, val_cer, time.perf_counter() - e0))
         if val_cer < result.best_cer:
@@ -477,34 +514,21 @@ def fit(recognizer: Recognizer, train: Sequence[LineSample], val: Sequence[LineS
             waited += 1
         if progress is not None:
             progress("epoch", epoch, options.epochs, {"loss": loss, "val_cer": val_cer, "best_cer": result.best_cer})
-        if checkpoint is not None:
-            _save_checkpoint(checkpoint, recognizer, optimizer, scheduler, best_state, result)
+        if save is not None:
+            save({"state": recognizer.state(), "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict(), "best_state": best_state,
+                  "history": [asdict(e) for e in result.history], "baseline": result.baseline_cer,
+                  "best": result.best_cer, "best_epoch": result.best_epoch, "charset": recognizer.charset,
+                  "base": recognizer.base.sha256, "seconds": time.perf_counter() - t0})
     recognizer.load_state(best_state)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _since_best(result: FitResult) -> Iterable[EpochResult]:
-    """The epochs after the best one (for the patience count of a resumed run)."""
-    return (e for e in result.history if e.epoch > result.best_epoch)
 
 
 def validation_cer(recognizer: Recognizer, val: Sequence[LineSample], config: RecognitionConfig) -> float:
     """The recognizer's CER on the validation lines, characters compared exactly (``ſ`` is not ``s``)."""
     errors, chars = cer_counts(recognizer.read(val, config), val)
     return errors / max(chars, 1)
-
-
-def _save_checkpoint(path: Path, recognizer: Recognizer, optimizer, scheduler, best_state, result: FitResult) -> None:
-    torch = _torch()[0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state": recognizer.state(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "best_state": best_state,
-                "history": [asdict(e) for e in result.history], "baseline": result.baseline_cer,
-                "best": result.best_cer, "best_epoch": result.best_epoch, "charset": recognizer.charset,
-                "base": recognizer.base.sha256}, tmp)
-    os.replace(tmp, path)
 
 
 def report(destination: Path, **fields: Any) -> None:
