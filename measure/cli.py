@@ -474,6 +474,7 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     `folio run` and `folio eval` use it.
     """
     from measure.train import line_samples
+    from pipeline.models.recognition import in_charset
     from pipeline.models.training import (
         CHECKPOINT_FILE,
         MODEL_FILE,
@@ -561,15 +562,9 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     if held_ids:
         click.echo(f"held-out pages: {out / 'validation-ids.txt'} (folio eval {fmt} {path} --ids ...)")
     override = f"--set recognition.model={model.path.resolve()}"
-    if recognizer.allowed != "all" and not all(_in_charset(c, recognizer.allowed) for c in recognizer.added):
+    if not all(in_charset(c, recognizer.allowed) for c in recognizer.added):
         override += " --set recognition.charset=all"
     click.echo(override)
-
-
-def _in_charset(char: str, charset: str) -> bool:
-    from pipeline.models.recognition import CTCDecoder
-
-    return CTCDecoder([char], charset).disallowed is None
 
 
 def _fit_locally(recognizer, train_set, val_set, config, options, checkpoint, quiet):

@@ -29,7 +29,7 @@ from pipeline.models.lexicon import Lexicon, load_lexicon
 from pipeline.models.zoo import ModelFile, model_metadata
 
 __all__ = ["ALTERNATIVES", "CHARSETS", "CTCDecoder", "Reading", "WordSpan", "batch_tensor", "charset_classes",
-           "normalise", "padded_width", "resize_to_height",
+           "in_charset", "normalise", "padded_width", "resize_to_height",
            "plan_buckets", "TextRecognizer", "LineClassifier"]
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ LATIN_RANGES = (
 CHARSETS = ("all", "latin", "ascii")
 
 
-def _allowed(char: str, charset: str) -> bool:
+def in_charset(char: str, charset: str) -> bool:
+    """Whether ``recognition.charset`` ``charset`` lets decoding emit ``char``."""
     if charset == "all":
         return True
     if len(char) != 1:
@@ -151,7 +152,7 @@ class CTCDecoder:
             raise ValueError(f"unknown charset {allowed!r}; choose one of {', '.join(CHARSETS)}")
         self.characters = np.array(["", *charset, " "], dtype=object)
         self.space = len(self.characters) - 1
-        mask = np.array([True] + [_allowed(c, allowed) for c in self.characters[1:]])
+        mask = np.array([True] + [in_charset(c, allowed) for c in self.characters[1:]])
         self.disallowed = None if mask.all() else np.flatnonzero(~mask)
         self._kept = np.flatnonzero(mask)
         self.space_gap = space_gap if space_gap and space_gap > 0 else None
