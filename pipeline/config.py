@@ -171,8 +171,9 @@ class RecognitionConfig(_Section):
     low_confidence_words: Literal["keep", "drop"] = Field(
         "keep",
         description="What becomes of the words min_word_confidence leaves out of the text: keep (in the line's "
-        "words, with their confidence and in_text false, for exports that want every word: export.words=all) "
-        "or drop (gone from the output).",
+        "words, with their confidence and in_text false, for exports that want every word: export.words=all; "
+        "the fields stage reads them, as a name or an address missing a word is wrong) or drop (gone from the "
+        "output).",
     )
     lexicon: str | None = Field(
         "en",

@@ -94,6 +94,47 @@ def test_what_sends_a_document_to_review():
     assert "missing:document_date" in bare and "missing:total" in bare
 
 
+def _values(*lines: Line) -> dict[str, str]:
+    return {f.name: f.value for f in FieldsStage(FieldsConfig(enabled=True))([_page(*lines)]).fields}
+
+
+def test_the_supplier_on_a_tightly_printed_receipt():
+    # boxes twice as tall as the line pitch, overlapping their neighbours' (as the detector gives on small
+    # print); the reading order swapped two address lines; a word read unsure is left out of the text
+    def tight(text, y, x=100, out=()):
+        line = _line(text, x, y - 20, 60)
+        words = tuple(Word(w.text, w.confidence, w.polygon, w.text not in out) for w in line.words)
+        return Line(" ".join(w.text for w in words if w.in_text), 0.9, line.polygon, words)
+
+    receipt = [tight("tan woon yann", 0, x=60),  # a person's name written on the receipt
+               tight("AIK HUAT HARDWARE", 100), tight("ENTERPRISE (SETIA", 130), tight("ALAM) SON BHD", 160),
+               tight("(822737-X)", 190), tight("GST Reg No: 000123456789", 220),
+               tight("NO. 17-G, JALAN SETIA INDAH", 250, out=("INDAH",)), tight("40170 SHAH ALAM,", 310),
+               tight("SEKSYEN U13,", 280), tight("SELANGOR, MALAYSIA", 340), tight("AEON SHAH ALAM", 370),
+               _line("Date: 02/01/2017", 100, 500), _line("TOTAL", 100, 900), _line("9.00", 600, 900)]
+    values = _values(*receipt)
+    assert values["supplier_name"] == "AIK HUAT HARDWARE ENTERPRISE (SETIA ALAM) SDN BHD"
+    assert values["supplier_address"] == "NO. 17-G, JALAN SETIA INDAH SEKSYEN U13, 40170 SHAH ALAM, SELANGOR, MALAYSIA"
+    assert values["total"] == "9.00"
+
+
+def test_what_names_the_supplier_beyond_the_top_line():
+    header = [_line("Global Wholesaler", 900, 80, 30), _line("Azure Interior", 100, 120, 30),
+              _line("4557 De Silva St", 100, 160, 30)]
+    footer = _line("www.azure-interior.com", 100, 1600)
+    assert _values(*header)["supplier_name"] == "Global Wholesaler"  # first and as tall
+    assert _values(*header, footer)["supplier_name"] == "Azure Interior"  # the name of its own website
+    paid = _line("Account holder: Netpresse SAS", 100, 1500)
+    assert _values(*header, footer, paid)["supplier_name"] == "Netpresse SAS"  # who is paid
+    assert _values(*header, _line("Merchant Number 000001020138429", 100, 1500))["supplier_name"] == \
+        "Global Wholesaler"  # a label without its colon names a number, not the supplier
+    assert _values(_line("RESTAURANT JIAWEI", 300, 80, 40), _line("JIAWEI HOUSE", 340, 125, 40),
+                   _line("13, JLN TASIK UTAMA 8", 300, 170))["supplier_name"] == "RESTAURANT JIAWEI JIAWEI HOUSE"
+    assert _values(_line("KEDAI MAJU", 100, 80, 30), _line("NO 29O, JALAN AIR PANAS,", 100, 120),
+                   _line("53200 KUALA LUMPUR", 100, 145))["supplier_address"] == \
+        "NO 290, JALAN AIR PANAS, 53200 KUALA LUMPUR"  # a house number's 0 read as O
+
+
 def test_fields_settings_enter_the_fingerprint_only_when_on():
     off = load_config(None, environ={})
     assert fingerprint(off) == fingerprint(load_config(None, {"fields.min_confidence": 0.9}, environ={}))

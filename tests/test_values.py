@@ -359,6 +359,10 @@ LABEL_CASES = [
     ("TOTAL:RM9.00", [("total", "TOTAL:")]),
     ("TOTAL12.50", [("total", "TOTAL")]),
     ("T0TAL 12.00", [("total", "T0TAL")]),
+    ("Tota1: 102.40", [("total", "Tota1:")]),  # a label's last letter read as a digit
+    ("Invoice1", [("document_type", "Invoice")]),  # ... only when that makes a label's word
+    ("Sold By : WS Retail Services", [("supplier_name", "Sold By :"), ("description", "Services")]),
+    ("Titulaire du compte : NETPRESSE", [("supplier_name", "Titulaire du compte :")]),
     ("Grand Total", [("total", "Grand Total")]),
     ("Total due", [("total", "Total due")]),
     ("Amount Due: $5", [("total", "Amount Due:")]),

@@ -15,13 +15,26 @@ original-page pixels) and finds:
   amount printed after the tax that is subtotal + tax, or the amount over the
   rounding line; on a document that labels no subtotal or tax either (a
   receipt whose ``TOTAL`` was misread), the largest amount that is not a payment;
-* **values by position** where no label says: the supplier is the most
-  prominent company-like name at the top of the first page (a sender line over
-  the address window names it outright), its address the lines under it; the
-  document date, the first date;
+* **the supplier**: the value of a seller's or payee's label (``Sold by:``,
+  ``Account holder:``, ``Titulaire du compte :``), else the most prominent
+  company-like name at the top of the first page: tall, early, with a legal
+  form or a kind of business, the name of the document's own website
+  (``www.azure-interior.com``), not a name in small letters (a person's); a
+  name printed over several lines is joined, and a legal form misread by one
+  letter is corrected (``SON BHD``). A sender line over the address window
+  names it outright. Its address is the lines under it, top to bottom, past
+  registration numbers, to the first line that is not an address or the line
+  that ends with a country;
+* **values by position** where no label says: the document date, the first date;
 * **line items**: the rows under a table header (description, quantity, unit
   price, amount) down to the totals, each number in the header's column it
   lies under.
+
+The stage reads every word recognised, those ``recognition.min_word_confidence``
+left out of a line's text too (``recognition.low_confidence_words: keep``): an
+unsure word is still mostly right, and a name or an address missing one is
+wrong. Rows are found by the lines' vertical middles, not their boxes' overlap:
+the boxes of tightly printed lines reach into their neighbours'.
 
 Dates and amounts are normalised by :mod:`pipeline.stages.values` (both
 decimal conventions; day-month order from the document's own unambiguous dates,
@@ -49,6 +62,7 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -96,6 +110,8 @@ _BUSINESS = re.compile(r"(?<!\w)(trading|company|restaurant|restoran|store|shop|
 #: What a shop prints at its top that is not its name.
 _NOT_A_NAME = re.compile(r"\b(thank|welcome|returnable|refund|exchange|opening|hours|receipt|invoice)\b", re.IGNORECASE)
 _COMPANY = re.compile(f"{_LEGAL.pattern}|{_BUSINESS.pattern}", re.IGNORECASE)
+#: Legal forms long enough to correct one misread letter in, as written when corrected.
+_LEGAL_FORMS = ("SDN BHD", "BERHAD", "LIMITED", "GmbH", "PTY LTD")
 #: Words that start an address line, not a name.
 _ADDRESS_START = re.compile(r"^\W*(no[.:]?\s*\d|lot\b|\d|jalan\b|jln\b|street\b|st\.|road\b|floor\b|\d+(st|nd|rd|th)\b)",
                             re.IGNORECASE)
@@ -113,6 +129,8 @@ _REGISTRATION = re.compile(r"\(\s*((co|company)?[-.\s]*(reg|rfg|no)?\.?\s*(no)?\
                            re.IGNORECASE)
 _REGISTRATION_LINE = re.compile(r"^\W*([A-Z]{0,3}\d{5,}[\dA-Z]*\s*-\s*[A-Z]\W*|(co|company|roc)\b[-.\s]*(reg|rfg|no)\b.*)$",
                                 re.IGNORECASE)
+#: What a tax or company registration number is printed after.
+_REGISTERED = re.compile(r"\b(gst|vat|tax|reg\w*|co|company|roc)\b", re.IGNORECASE)
 #: A short ``KEY: value`` line (``SITE: 2395``): a detail of the shop, not a line of its address.
 _KEY_VALUE = re.compile(r"^\s*[A-Za-z][A-Za-z .#/]{1,20}:\s*\S{1,16}\s*$")
 #: A line that continues a name onto the next one, or a line that continues the name above it.
@@ -125,6 +143,20 @@ _TAX_SUMMARY = re.compile(r"\b(gst|vat|tax|mwst|ust|tva|iva|btw|sst)\s*(s\w{2,4}
 #: Labels on a line that make its "total" something else: a quantity, a discount, a payment.
 _NOT_A_TOTAL = {"quantity", "discount", "payment", "customer_number"}
 _DOCUMENT_NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-/._]*\d[A-Za-z0-9\-/._]*")
+
+
+@functools.cache
+def _countries() -> frozenset[str]:
+    """Country names, case-folded (``data/countries.txt``)."""
+    text = (Path(__file__).parent / "data" / "countries.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip() and line[0] != "#")
+
+
+def _ends_with_country(text: str) -> bool:
+    """Whether a line ends with a country name (``56000 Kuala Lumpur, Malaysia``): the last line of an address."""
+    words = re.sub(r"[^\w\s.']", " ", text).casefold().split()
+    countries = _countries()
+    return any(" ".join(words[-n:]).strip(".") in countries for n in (1, 2, 3) if len(words) >= n)
 
 
 @functools.cache
@@ -155,6 +187,12 @@ class _Line:
     def height(self) -> float:
         return max(self.box[3] - self.box[1], 1.0)
 
+    @property
+    def middle(self) -> float:
+        """The vertical centre: where the line is, even when its box spills into its neighbours' (boxes of
+        tightly printed lines overlap)."""
+        return (self.box[1] + self.box[3]) / 2
+
     def span_polygon(self, start: int, end: int) -> Polygon | None:
         """The box around the words of ``text[start:end]`` (the line's box when it has no words)."""
         if not self.words:
@@ -175,14 +213,16 @@ _GLUED_TIME = re.compile(r"(\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2})(?=\d{1,2}:\d
 
 
 def _lines(pages: Sequence[Page]) -> list[_Line]:
+    """The document's lines in reading order, with every word read (those left out of a line's text too)."""
     out = []
     for page in pages:
         height, width = float(page.height or 1), float(page.width or 1)
         for line in page.lines:
-            if line.text.strip():
-                text = _GLUED_TIME.sub(r"\1 ", " ".join(line.text.split()))
-                out.append(_Line(len(out), page.page_index, text, polygon_box(line.polygon), line.text_words, height,
-                                 width))
+            words = line.words
+            text = " ".join(w.text for w in words) if len(words) != len(line.text_words) else line.text
+            if text.strip():
+                text = _GLUED_TIME.sub(r"\1 ", " ".join(text.split()))
+                out.append(_Line(len(out), page.page_index, text, polygon_box(line.polygon), words, height, width))
     return out
 
 
@@ -198,6 +238,7 @@ class _Candidate:
     method: str
     priority: int = 0
     ambiguous: bool = False
+    parts: tuple[_Line, ...] = ()  # the lines a value over several lines was joined from
 
     def field(self, name: str, confidence: float) -> Field:
         return Field(name, self.value, self.raw, confidence, self.line.page,
@@ -284,7 +325,15 @@ class FieldsStage:
         if number is None:  # "Invoice INV/2023/03/0008", or a "Factuur" column header over its number
             number = self._labelled_token(lines, labels, "document_type", method_suffix="-title")
         put("document_number", number)
-        supplier = _supplier(lines, labels)
+        # "Sold by:", "Account holder:"; only with its colon ("Merchant Number", "TVA payée sur..." are not)
+        colon = {order: [label for label in found_labels if label.field != "supplier_name"
+                         or lines[order].text[:label.end].rstrip().endswith(":")]
+                 for order, found_labels in labels.items()}
+        supplier = self._labelled_name(lines, colon, "supplier_name")
+        if supplier is not None:
+            supplier.value = _legal_form(_name(supplier.value))
+        else:
+            supplier = _supplier(lines, labels)
         put("supplier_name", supplier)
         put("supplier_address", _address(lines, supplier, labels))
         put("supplier_tax_id", self._tax_id(lines, labels))
@@ -411,7 +460,8 @@ class FieldsStage:
                     continue
                 for where, text, offset, how in _after(lines, line, label.end, below_only_when_empty=True):
                     stripped = text.strip(" :#-.")
-                    if sum(c.isalpha() for c in stripped) >= 3 and not v.find_labels(stripped):
+                    if sum(c.isalpha() for c in stripped) >= 3 and all(
+                            other.field in ("description", "amount") for other in v.find_labels(stripped)):
                         start = offset + text.find(stripped)
                         method = how
                         return _Candidate(stripped, stripped, where, start, start + len(stripped), method)
@@ -446,15 +496,16 @@ def _after(lines: list[_Line], line: _Line, start: int, below_only_when_empty: b
     same_row = sorted(
         (other for other in lines
          if other.page == line.page and other.order != line.order and other.box[0] >= line.box[2] - 0.5 * line.height
-         and min(other.box[3], line.box[3]) - max(other.box[1], line.box[1]) >= 0.5 * min(other.height, line.height)),
+         and _same_row(other, line)),
         key=lambda other: other.box[0])
     for other in same_row:
         yield other, other.text, 0, "label-right"
     below = [other for other in lines
              if other.page == line.page and other.order != line.order
-             and 0 <= other.box[1] - line.box[3] <= 1.5 * line.height
+             and other.middle > line.middle and not _same_row(other, line)
+             and other.box[1] - line.box[3] <= 1.5 * line.height
              and min(other.box[2], line.box[2]) - max(other.box[0], line.box[0]) > 0]
-    for other in sorted(below, key=lambda other: other.box[1])[:1]:
+    for other in sorted(below, key=lambda other: other.middle)[:1]:
         yield other, other.text, 0, "label-below"
 
 
@@ -544,11 +595,13 @@ def _sum(subtotal: _Candidate | None, tax: _Candidate | None) -> Decimal | None:
 
 
 def _printed_sum(lines: list[_Line], subtotal: _Candidate, tax: _Candidate, decimal: str | None) -> _Candidate | None:
-    """The amount printed after the tax line that is subtotal + tax: the total whose label OCR lost."""
+    """The amount printed after the subtotal that is subtotal + tax: the total whose label OCR lost (the tax
+    may be read from a tax summary further down)."""
     target = _sum(subtotal, tax)
-    after = max(subtotal.line.order, tax.line.order)
+    after = subtotal.line
     for line in lines:
-        if line.order <= after or line.order > after + 6:
+        if line.order <= after.order or line.order == tax.line.order or line.page != after.page or \
+                line.middle - after.middle > 8 * after.height:
             continue
         for a in v.find_amounts(line.text, decimal=decimal):
             if _dec(a.value) is not None and abs(_dec(a.value) - target) <= _TOLERANCE:
@@ -680,10 +733,17 @@ def _supplier(lines: list[_Line], labels) -> _Candidate | None:
     if not candidates:
         return None
     median_h = sorted(line.height for line in top)[len(top) // 2]
+    domains = _domains(lines)
 
     def score(line: _Line) -> float:
         text = _name(line.text)
         s = min(line.height / median_h, 2.0) - 0.25 * candidates.index(line)
+        squashed = "".join(c for c in text.casefold() if c.isalnum())
+        if any(d in squashed for d in domains):
+            s += 2.5  # the name of the document's own website (Azure Interior, www.azure-interior.com)
+        if text == text.lower():
+            s -= 2.0  # printed names are in capitals or title case; a name in small letters is a person's
+
         s += 2.0 if _LEGAL.search(text) else (1.0 if _BUSINESS.search(text) else 0.0)
         if _ADDRESS_START.match(text) or re.search(r"\d{4,}", text):
             s -= 1.5  # a street, a postcode
@@ -710,13 +770,61 @@ def _supplier(lines: list[_Line], labels) -> _Candidate | None:
     if below is not None and _is_name(below, labels) and below.order not in customer and \
             not _ADDRESS_START.match(below.text) and (
             _CONTINUES.search(text) or text.count("(") > text.count(")")
-            or (_CONTINUATION.match(below.text) and not _LEGAL.search(text))):
+            or (_CONTINUATION.match(below.text) and not _LEGAL.search(text))
+            or _same_style(parts[-1], below) and not _LEGAL.search(text)):
         parts.append(below)
     text = _name(" ".join(p.text for p in parts))
     method = "company-words" if _COMPANY.search(text) else "top-line"
     if len(parts) == 1:
-        return _Candidate(text, best.text, best, 0, len(best.text), method)
-    return _joined(parts, text, method)
+        candidate = _Candidate(text, best.text, best, 0, len(best.text), method)
+    else:
+        candidate = _joined(parts, text, method)
+    candidate.value = _legal_form(text)
+    return candidate
+
+
+#: A web address or an e-mail address: its domain.
+_DOMAIN = re.compile(r"(?:www\.|https?://|@)((?:[a-z0-9-]+\.)+)[a-z]{2,}\b", re.IGNORECASE)
+#: Domains that name a mail or web provider, not the sender.
+_PROVIDERS = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "icloud", "aol", "gmx",
+                        "web", "example", "mail", "protonmail", "qq", "163"})
+
+
+def _domains(lines: list[_Line]) -> set[str]:
+    """The names of the web and e-mail domains a document prints (``www.azure-interior.com`` ->
+    ``azureinterior``), letters and digits only, at least 4 long; not mail providers'."""
+    out = set()
+    for line in lines:
+        for m in _DOMAIN.finditer(line.text):
+            name = m.group(1).rstrip(".").split(".")[-1].casefold()
+            squashed = "".join(c for c in name if c.isalnum())
+            if len(squashed) >= 4 and name not in _PROVIDERS:
+                out.add(squashed)
+    return out
+
+
+def _legal_form(name: str) -> str:
+    """A name in compatibility form (full-width brackets made ASCII: NFKC), and with its legal form corrected
+    where OCR misread one letter of it (``MR. D.I.Y. (M) SON BHD`` -> ``... SDN BHD``)."""
+    name = unicodedata.normalize("NFKC", name)
+    words = name.split()
+    for n in (2, 1):
+        tail = " ".join(words[-n:])
+        letters = "".join(c for c in tail if c.isalnum()).lower()
+        for form in _LEGAL_FORMS:
+            want = "".join(c for c in form if c.isalnum()).lower()
+            if len(want) >= 4 and len(letters) == len(want) and sum(a != b for a, b in zip(letters, want)) == 1:
+                fixed = form.upper() if tail.isupper() else form
+                return " ".join([*words[:-n], fixed])
+    return name
+
+
+def _same_style(line: _Line, below: _Line) -> bool:
+    """Whether ``below`` continues ``line`` as one heading: as tall (within 15%), centred on it, in capitals
+    like it, with no digit (not a street, a phone, a number)."""
+    centre, below_centre = (line.box[0] + line.box[2]) / 2, (below.box[0] + below.box[2]) / 2
+    return (0.85 <= below.height / line.height <= 1.15 and abs(centre - below_centre) < 0.5 * line.height
+            and line.text.isupper() and below.text.isupper() and not any(c.isdigit() for c in below.text))
 
 
 def _neighbour(lines: list[_Line], parts: list[_Line], direction: int) -> _Line | None:
@@ -730,8 +838,10 @@ def _neighbour(lines: list[_Line], parts: list[_Line], direction: int) -> _Line 
 
 
 def _close(upper: _Line, lower: _Line) -> bool:
-    """Whether ``lower`` follows ``upper`` as the next line of one text (a small gap, a similar height)."""
-    return (0 <= lower.box[1] - upper.box[3] <= 0.8 * upper.height
+    """Whether ``lower`` follows ``upper`` as the next line of one text: on the next row down, at most most of
+    a line height between them, a similar height."""
+    return (not _same_row(upper, lower) and lower.middle > upper.middle
+            and lower.box[1] - upper.box[3] <= 0.8 * upper.height
             and 0.6 <= lower.height / upper.height <= 1.6)
 
 
@@ -740,7 +850,7 @@ def _joined(parts: list[_Line], text: str, method: str) -> _Candidate:
     first = parts[0]
     polygon = bounding_polygon([box_polygon(line.box) for line in parts])
     line = _Line(first.order, first.page, text, polygon_box(polygon), (), first.page_height, first.page_width)
-    return _Candidate(text, "\n".join(p.text for p in parts), line, 0, len(text), method)
+    return _Candidate(text, "\n".join(p.text for p in parts), line, 0, len(text), method, parts=tuple(parts))
 
 
 def _address(lines: list[_Line], supplier: _Candidate | None, labels) -> _Candidate | None:
@@ -748,11 +858,20 @@ def _address(lines: list[_Line], supplier: _Candidate | None, labels) -> _Candid
     an address (a phone, a tax id, a label, a date, a gap)."""
     if supplier is None:
         return None
-    end = supplier.line.box[3]
-    after = [line for line in lines if line.page == supplier.line.page and line.box[1] >= end - 0.3 * line.height
-             and line.order > supplier.line.order]
+    name_lines = supplier.parts or (supplier.line,)
+    name, last = supplier.line, name_lines[-1]
+    x0, x1 = name.box[0], name.box[2]
+    taken = {line.order for line in name_lines}
+    after = [line for line in lines if line.page == name.page and line.order not in taken
+             and line.middle > last.middle and not _same_row(line, last)
+             and (line.order > name.order or _overlap(line, x0, x1))]
+    # the lines under the name in the order printed, top to bottom, where the reading order swapped two whose
+    # boxes overlap; lines beside them (another column) keep their place
+    under = [i for i, line in enumerate(after) if _overlap(line, x0, x1)]
+    for i, line in zip(under, sorted((after[i] for i in under), key=functools.cmp_to_key(_top_down))):
+        after[i] = line
     kept: list[_Line] = []
-    previous_bottom = end
+    previous_bottom = name.box[3]
     for line in after[:10]:
         text = _REGISTRATION.sub(" ", line.text).strip()
         if _REGISTRATION_LINE.match(line.text) or _KEY_VALUE.match(line.text) or not any(c.isalnum() for c in text):
@@ -761,14 +880,17 @@ def _address(lines: list[_Line], supplier: _Candidate | None, labels) -> _Candid
         if dates and not re.search(r"[^\W\d]{3,}", line.text[:dates[0].start] + line.text[dates[0].end:]):
             continue  # a date (and time) beside the address, printed on its right
         address_like = _ADDRESS_START.match(text)
+        if not kept and _REGISTERED.search(line.text) and v.find_tax_ids(line.text):
+            continue  # a tax or company number printed between the name and the address
         if _ADDRESS_STOP.search(line.text) or _PHONE.match(line.text) or (
                 (labels[line.order] or _KEY_COLON.match(text)) and not address_like):
             break
-        if kept and line.box[1] - previous_bottom > 1.5 * kept[-1].height:
+        if kept and line.box[1] - previous_bottom > 1.5 * kept[-1].height and \
+                line.middle - kept[-1].middle > 2.5 * kept[-1].height:
             break
         kept.append(line)
         previous_bottom = line.box[3]
-        if len(kept) == 6:
+        if len(kept) == 6 or _ends_with_country(line.text):
             break
     if len(kept) > 1 and not any(c.isdigit() for c in kept[0].text) and _ADDRESS_START.match(
             _REGISTRATION.sub(" ", kept[1].text).strip()):
@@ -776,7 +898,27 @@ def _address(lines: list[_Line], supplier: _Candidate | None, labels) -> _Candid
     if not kept or not any(any(c.isdigit() for c in line.text) for line in kept):
         return None  # an address has a number: a street, a postcode
     text = " ".join(" ".join(_REGISTRATION.sub(" ", line.text).split()) for line in kept)
-    return _joined(kept, text, "below-supplier")
+    candidate = _joined(kept, text, "below-supplier")
+    candidate.value = _NUMBER_WITH_O.sub(lambda m: m.group().replace("O", "0").replace("o", "0"),
+                                         unicodedata.normalize("NFKC", text))
+    return candidate
+
+
+#: A house number or postcode with a 0 OCR read as the letter O (``NO 29O``, ``4330O``): digits and Os, at
+#: least two digits, a whole word.
+_NUMBER_WITH_O = re.compile(r"(?<![\w.])(?=(?:[Oo]*\d){2})[\dOo]*\d[\dOo]*(?!\w)")
+
+
+def _top_down(a: _Line, b: _Line) -> int:
+    """Order of two lines top to bottom; on one row, in reading order."""
+    if _same_row(a, b):
+        return a.order - b.order
+    return -1 if a.middle < b.middle else 1
+
+
+def _overlap(line: _Line, x0: float, x1: float) -> bool:
+    """Whether a line overlaps the span ``x0..x1`` across."""
+    return min(line.box[2], x1) - max(line.box[0], x0) > 0
 
 
 def _dec(value: str | None) -> Decimal | None:
@@ -843,7 +985,9 @@ def _line_items(lines: list[_Line], labels, decimal: str | None, confidence: flo
 
 
 def _same_row(a: _Line, b: _Line) -> bool:
-    return min(a.box[3], b.box[3]) - max(a.box[1], b.box[1]) >= 0.5 * min(a.height, b.height)
+    """Whether two lines are on one row: their middles closer than 0.4 of the smaller height (not their boxes'
+    overlap: the boxes of tightly printed lines overlap the next row's)."""
+    return abs(a.middle - b.middle) < 0.4 * min(a.height, b.height)
 
 
 def _consistency(found: dict[str, Field], items: list[LineItem], charges: list[_Candidate],

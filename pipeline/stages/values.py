@@ -29,6 +29,7 @@ the original string.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -994,6 +995,26 @@ LABELS: dict[str, tuple[str, ...]] = {
         # ms
         "pelanggan", "nama pelanggan", "kepada", "dibil kepada", "nama",
     ),
+    # who is paid: a seller's label, or the holder of the account to pay into
+    "supplier_name": (
+        "sold by", "seller", "vendor", "supplier", "merchant", "merchant name", "account holder", "account name",
+        "beneficiary", "beneficiary name", "payee", "pay to", "payable to", "make cheques payable to",
+        "make checks payable to",
+        # de
+        "verkaufer", "verkaeufer", "lieferant", "kontoinhaber", "zahlungsempfanger", "zahlungsempfaenger",
+        # fr
+        "vendu par", "vendeur", "fournisseur", "titulaire du compte", "titulaire", "beneficiaire",
+        # es
+        "vendido por", "vendedor", "proveedor", "titular de la cuenta", "titular", "beneficiario",
+        # it
+        "venduto da", "venditore", "fornitore", "titolare del conto", "beneficiario",
+        # nl
+        "verkocht door", "verkoper", "leverancier", "rekeninghouder", "ten name van", "t n v", "begunstigde",
+        # pt
+        "vendido por", "fornecedor", "titular da conta",
+        # ms
+        "penjual", "pembekal", "nama akaun",
+    ),
     "customer_number": (
         *_numbered("customer|client|account|acct|member", "no|nr|number|num|#|id|code"),
         "kundennummer", "kunden nr", "kundennr", "kunden-nr", "n° client", "numero client", "numero de client",
@@ -1093,6 +1114,7 @@ LABELS: dict[str, tuple[str, ...]] = {
 
 _TOKEN = re.compile(r"[^\W_]+|[#°]")
 _OCR_IN_WORD = re.compile(r"(?<=[^\W\d_])[01](?=[^\W\d_])")
+_OCR_AT_END = re.compile(r"(?<=[^\W\d_]{3})[01]$")
 _LETTERS_OR_DIGITS = re.compile(r"[^\W\d_]+|[0-9]+")
 _LABEL_TAIL = re.compile(r"[ \t]*[)\]]?\.?[ \t]*[:#]?")
 _MAX_GAP = 3  # tokens more than this many characters apart are not one label (table columns)
@@ -1109,6 +1131,16 @@ _TOTAL_THEN_TAX = frozenset([
 _BARE_TOTALS = frozenset(["total", "totale", "totaal", "gesamt", "summe", "jumlah"])
 
 
+def _ocr_letter(m: re.Match) -> str:
+    return "o" if m.group() == "0" else "l"
+
+
+@functools.cache
+def _label_words() -> frozenset[str]:
+    """Every word of every label, folded."""
+    return frozenset(w for phrases in LABELS.values() for phrase in phrases for w in _TOKEN.findall(fold(phrase)))
+
+
 def _label_tokens(folded: str) -> list[tuple[int, int, str, bool]]:
     """The words of folded text as ``(start, end, word, glued)``. A word that mixes letters and
     digits has its digits between letters read as letters (OCR's ``T0TAL``) and is then cut where
@@ -1120,7 +1152,10 @@ def _label_tokens(folded: str) -> list[tuple[int, int, str, bool]]:
         if tok.isalpha() or tok.isdigit() or len(tok) == 1:
             out.append((m.start(), m.end(), tok, False))
             continue
-        tok = _OCR_IN_WORD.sub(lambda d: "o" if d.group() == "0" else "l", tok)
+        tok = _OCR_IN_WORD.sub(_ocr_letter, tok)
+        at_end = _OCR_AT_END.sub(_ocr_letter, tok)
+        if at_end != tok and at_end in _label_words():
+            tok = at_end  # a label's last letter read as a digit ("Tota1")
         for p in _LETTERS_OR_DIGITS.finditer(tok):
             glued = p.end() < len(tok) and tok[p.end()].isdigit()
             out.append((m.start() + p.start(), m.start() + p.end(), p.group(), glued))
