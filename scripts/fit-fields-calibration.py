@@ -6,9 +6,11 @@ half (Laplace: (right + 1) / (count + 2)); methods are pooled across fields for 
 count is small, and the default is the share over everything. The counts come from the ``per_method``
 of ``folio eval ... --json`` reports:
 
-    folio run ../shared/eval/sroie/img /tmp/sroie-out
-    folio eval sroie-keys ../shared/eval/sroie --from-output /tmp/sroie-out --json /tmp/sroie-keys.json
-    folio eval invoice2data ../shared/eval/invoices_invoice2data --json /tmp/invoice2data.json
+    folio run ../shared/eval/sroie/img /tmp/sroie-out --config configs/invoices.yaml
+    folio eval sroie-keys ../shared/eval/sroie --from-output /tmp/sroie-out --config configs/invoices.yaml \
+        --json /tmp/sroie-keys.json
+    folio eval invoice2data ../shared/eval/invoices_invoice2data --config configs/invoices.yaml \
+        --json /tmp/invoice2data.json
     .venv/bin/python scripts/fit-fields-calibration.py /tmp/sroie-keys.json /tmp/invoice2data.json
 
 Fit it on the development sets only, and refit after changing the fields stage.
