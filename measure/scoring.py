@@ -11,6 +11,11 @@ by summing counts (a page with 500 words weighs more than one with 5):
   (insertions), over the number of GT characters.
 - **detection**: one-to-one line matches at IoU >= threshold (precision,
   recall, H-mean).
+- **set of words** (TurboOCR's metric, to compare with figures published that
+  way): the set of lowercased tokens of at least 2 characters of the page text
+  against the GT's, F1 per page, averaged over pages (:func:`word_set_counts`).
+  Repeats and 1-character tokens do not count, so it reads higher than the bag
+  of words.
 - **word boxes** (sets with GT word boxes, FUNSD): of the GT words the system
   read exactly (a predicted word with the same normalised text overlaps the GT
   box), the share whose best such word covers it at IoU >= 0.5: whether the
@@ -44,6 +49,7 @@ __all__ = [
     "normalize_text",
     "tokens",
     "word_counts",
+    "word_set_counts",
     "edit_distance",
     "cer",
     "polygon_iou",
@@ -109,6 +115,19 @@ def word_counts(pred_text: str, gt_words: Sequence[str], ignore: Sequence[str] =
             gt[t] -= 1
     tp = sum((pred & gt).values())
     return tp, sum(pred.values()), sum(gt.values())
+
+
+def word_set_counts(pred_text: str, gt_words: Sequence[str], ignore: Sequence[str] = ()) -> tuple[int, int, int]:
+    """Set-of-words counts of a page, TurboOCR's way: the distinct lowercased tokens of at least 2
+    characters (NFKC whitespace tokens, as :func:`tokens`); ``ignore`` tokens are left out of both sides.
+
+    Returns:
+        (tokens in both sets, predicted set size, GT set size).
+    """
+    left_out = {t.lower() for w in ignore for t in tokens(w)}
+    pred = {t.lower() for t in tokens(pred_text) if len(t) >= 2} - left_out
+    gt = {t.lower() for w in gt_words for t in tokens(w) if len(t) >= 2} - left_out
+    return len(pred & gt), len(pred), len(gt)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -419,6 +438,7 @@ class PageScore:
             (:func:`reading_order_counts`; 0 where the GT gives no order).
         lines_found, lines_gt: GT text lines some predicted line covers, and GT text lines with a
             polygon (:func:`line_recall_counts`; 0 where detection is not scored).
+        set_tp, set_pred, set_gt: set-of-words counts (:func:`word_set_counts`).
     """
 
     sample_id: str
@@ -438,6 +458,13 @@ class PageScore:
     order_chars: int = 0
     lines_found: int = 0
     lines_gt: int = 0
+    set_tp: int = 0
+    set_pred: int = 0
+    set_gt: int = 0
+
+    @property
+    def set_f1(self) -> float:
+        return _prf(self.set_tp, self.set_pred, self.set_gt)[2]
 
     @property
     def word_box_coverage(self) -> float | None:
@@ -520,6 +547,7 @@ def score_page(
             pred_words = [(rescale_polygon(p, sx, sy), t) for p, t in pred_words]
 
     tp, n_pred, n_gt = word_counts(pred_text, sample.words, sample.ignore_words)
+    set_counts = word_set_counts(pred_text, sample.words, sample.ignore_words)
     has_geometry = any(g.polygon is not None for g in sample.lines)
     if _whole_image_line(sample) or not has_geometry:
         joined = " ".join(t for _, t in pred_lines) if pred_lines else pred_text
@@ -553,6 +581,9 @@ def score_page(
         order_chars=order[1],
         lines_found=recall[0],
         lines_gt=recall[1],
+        set_tp=set_counts[0],
+        set_pred=set_counts[1],
+        set_gt=set_counts[2],
     )
 
 
@@ -611,7 +642,8 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         texts in reading order (:func:`reading_order_counts`; None where no page's GT gives an order),
         with ``order_errors`` and ``order_chars``; ``line_recall``, the share of GT text lines some
         predicted line covers (:func:`line_recall_counts`, over the pages where detection is scored),
-        with ``lines_found`` and ``lines_gt``. With no pages, every ratio is None.
+        with ``lines_found`` and ``lines_gt``; ``word_set_f1``, TurboOCR's metric: the mean over pages of
+        the F1 of their sets of words (:func:`word_set_counts`). With no pages, every ratio is None.
     """
     n = len(scores)
     tp = sum(s.tp for s in scores)
@@ -638,6 +670,7 @@ def summarize(scores: Sequence[PageScore]) -> dict:
         "word_recall": wr,
         "word_f1": wf,
         "word_f1_mean": sum(s.f1 for s in scores) / n if n else None,
+        "word_set_f1": sum(s.set_f1 for s in scores) / n if n else None,
         "cer": _ratio_cer(errors, chars) if n else None,
         "det_precision": dp,
         "det_recall": dr,

@@ -20,6 +20,7 @@ from measure.scoring import (
     summarize,
     tokens,
     word_counts,
+    word_set_counts,
 )
 
 
@@ -66,6 +67,16 @@ def test_word_counts_splits_gt_words_and_normalises():
 def test_word_counts_ignore_removes_one_occurrence_each_side():
     assert word_counts("~~~ a b", ["a", "b", "~~~", "~~~"], ignore=["~~~"]) == (2, 2, 3)
     assert word_counts("a b", ["a", "b"], ignore=["~~~", "~~~"]) == (2, 2, 2)
+
+
+def test_word_set_counts_turboocr_style():
+    # distinct lowercased tokens of 2+ characters: repeats, case and 1-character tokens do not count
+    assert word_set_counts("The the THE a cat sat", ["the", "Cat", "on", "a", "mat"]) == (2, 3, 4)
+    assert word_set_counts("~~~ ab", ["ab", "~~~"], ignore=["~~~"]) == (1, 1, 1)
+    scored = score_page(page([("The cat", rect(0, 0, 50, 10)), ("a cat", rect(0, 20, 50, 30))]), [], "the cat a", 0.0)
+    assert (scored.set_tp, scored.set_pred, scored.set_gt) == (2, 2, 2) and scored.set_f1 == 1.0
+    assert scored.f1 < 1.0  # the bag of words misses the second "cat"
+    assert summarize([scored, PageScore("e", 0, 0, 1, 0, 0, 0, 0, 0, 0.0, set_gt=1)])["word_set_f1"] == 0.5
 
 
 def test_prf_conventions():
