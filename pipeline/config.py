@@ -116,6 +116,12 @@ class DetectionConfig(_Section):
         description="Where box_thresh's mean is taken: contour (the text region's own outline) or box (its "
         "minimum-area rectangle, which for a bent line is mostly background, so the line is dropped).",
     )
+    bent_lines: Literal["unroll", "rect"] = Field(
+        "unroll",
+        description="How a line that bends (a book page curling toward its spine, read without dewarping) is "
+        "cut for recognition: unroll (along its bend, straightened column by column) or rect (as one "
+        "rectangle through the bend, which reads it poorly).",
+    )
     unclip_ratio: float = Field(1.6, gt=0, description="How far DB's shrunk text kernels are grown back.")
     min_size: float = Field(3.0, ge=0, description="Boxes with a shorter side (map pixels) are dropped.")
     max_candidates: int = Field(1000, ge=1, description="At most this many contours per page are considered.")
@@ -544,7 +550,7 @@ _FIELDS_NOT_FINGERPRINTED = {
 #: document stale.
 _ADDED_SETTINGS = {("detection", "size_multiple"): 32, ("layout", "reading_order"): "rows",
                    ("decode", "pdf_text"): "ocr", ("recognition", "low_confidence_words"): "drop",
-                   ("detection", "score_mode"): "box"}
+                   ("detection", "score_mode"): "box", ("detection", "bent_lines"): "rect"}
 #: Sections only one engine reads; those of the engines not in use are left out of the fingerprint.
 _ENGINE_SECTIONS = {
     "onnxruntime": {"detection", "recognition", "classifier"},

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import DetectionConfig, FolioConfig
 from pipeline.models.detection import STRIDE, DBPostProcessor, DetectionPreprocessor, order_quad
-from pipeline.imaging.geometry import crop_quad
+from pipeline.imaging.geometry import crop_band, crop_quad, crop_with_frame
 from pipeline.models.recognition import CTCDecoder, plan_buckets
 from pipeline.stages.layout import order_lines
 from pipeline.types import Line, PageImage, Word
@@ -31,7 +31,7 @@ def _map_with_rectangles(shape, rects, value=0.9):
 def test_db_finds_each_rectangle_and_unclips_it():
     # DB predicts shrunk kernels; unclip grows them back by area * ratio / perimeter.
     prob = _map_with_rectangles((200, 400), [(50, 40, 250, 60), (60, 120, 160, 150)])
-    boxes, scores = DBPostProcessor(DetectionConfig())(prob, scale=1.0, page_hw=(200, 400))
+    boxes, scores, _ = DBPostProcessor(DetectionConfig())(prob, scale=1.0, page_hw=(200, 400))
     assert len(boxes) == 2
     boxes = boxes[np.argsort(boxes[:, 0, 1])]
     (x0, y0), (x1, y1) = boxes[0].min(axis=0), boxes[0].max(axis=0)
@@ -44,7 +44,7 @@ def test_db_finds_each_rectangle_and_unclips_it():
 
 def test_db_scales_boxes_back_to_page_pixels_and_clips():
     prob = _map_with_rectangles((100, 100), [(0, 10, 50, 20)])
-    boxes, _ = DBPostProcessor(DetectionConfig())(prob, scale=0.5, page_hw=(200, 200))
+    boxes, _, _ = DBPostProcessor(DetectionConfig())(prob, scale=0.5, page_hw=(200, 200))
     assert boxes[..., 0].min() == 0  # clipped at the page edge
     d = 50 * 10 * 1.6 / (2 * (50 + 10))  # unclip distance in map pixels
     assert boxes[..., 0].max() == pytest.approx((50 + d) / 0.5, abs=2.5)
@@ -53,7 +53,7 @@ def test_db_scales_boxes_back_to_page_pixels_and_clips():
 def test_db_thresholds_drop_faint_and_tiny_regions():
     prob = _map_with_rectangles((100, 200), [(10, 10, 150, 30)], value=0.4)  # above thresh, below box_thresh
     prob[60:62, 10:12] = 0.95  # 2x2 speck: below min_size
-    boxes, scores = DBPostProcessor(DetectionConfig())(prob, 1.0, (100, 200))
+    boxes, scores, _ = DBPostProcessor(DetectionConfig())(prob, 1.0, (100, 200))
     assert len(boxes) == 0 and len(scores) == 0
     lenient = DBPostProcessor(DetectionConfig(box_thresh=0.3))
     assert len(lenient(prob, 1.0, (100, 200))[0]) == 1
@@ -70,13 +70,28 @@ def test_a_bent_line_is_scored_on_its_outline_not_its_rectangle():
     pts = np.stack([xs, ys], 1).round().astype(np.int32)
     cv2.polylines(prob, [pts], False, 0.9, thickness=10)
     assert len(DBPostProcessor(DetectionConfig(score_mode="box"))(prob, 1.0, (300, 600))[0]) == 0
-    boxes, scores = DBPostProcessor(DetectionConfig(score_mode="contour"))(prob, 1.0, (300, 600))
+    boxes, scores, bands = DBPostProcessor(DetectionConfig(score_mode="contour"))(prob, 1.0, (300, 600))
     assert len(boxes) == 1 and scores[0] > 0.8
     assert DetectionConfig().score_mode == "contour"
+    # its outline goes with it, and the line is cut along it: straightened, the ink runs along the crop's middle
+    assert bands[0] is not None and DBPostProcessor(DetectionConfig(bent_lines="rect"))(prob, 1.0, (300, 600))[2] == (None,)
+    page = np.full((300, 600, 3), 255, np.uint8)
+    cv2.polylines(page, [pts], False, (0, 0, 0), thickness=6)
+    crop, frame = crop_band(page, boxes[0], bands[0])
+    straight, _ = crop_with_frame(page, boxes[0])
+    assert crop.shape[0] < 0.3 * straight.shape[0] and crop.shape[1] == pytest.approx(straight.shape[1], rel=0.05)
+    ink_rows = [np.flatnonzero(crop[:, x, 0] < 128).mean() for x in range(20, crop.shape[1] - 20, 40)]
+    assert max(ink_rows) - min(ink_rows) < 4  # the bend is gone
+    middle = frame.to_page(np.array([[x, crop.shape[0] / 2] for x in range(20, crop.shape[1] - 20, 40)]))
+    curve_y = 60 + 180 * ((580 - middle[:, 0]) / 560) ** 2
+    assert np.abs(middle[:, 1] - curve_y).max() < 4  # and its frame puts the crop back on the bend
+    straight_band = DBPostProcessor(DetectionConfig())(_map_with_rectangles((200, 400), [(50, 40, 250, 60)]), 1.0,
+                                                        (200, 400))
+    assert straight_band.bands == (None,)  # a straight line is cut as before
 
 
 def test_db_empty_map_gives_empty_arrays():
-    boxes, scores = DBPostProcessor(DetectionConfig())(np.zeros((64, 64), np.float32), 1.0, (64, 64))
+    boxes, scores, _ = DBPostProcessor(DetectionConfig())(np.zeros((64, 64), np.float32), 1.0, (64, 64))
     assert boxes.shape == (0, 4, 2) and scores.shape == (0,)
 
 
@@ -713,7 +728,7 @@ def test_detection_in_batches_finds_what_it_finds_page_by_page():
     counting.model = engine.model
     batched = TextDetector(counting, config.detection, batch_pages=8).detect_many(pages)
     assert sorted(calls) == [1, 3]  # three pages of one size in one call, the other alone
-    for (a, _), (b, _) in zip(alone, batched):
+    for (a, _, _), (b, _, _) in zip(alone, batched):
         assert len(a) == len(b) > 0
         np.testing.assert_allclose(a, b, atol=0.5)
 

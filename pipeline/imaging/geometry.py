@@ -4,7 +4,8 @@ polygons mapped back to its original pixels.
 :func:`crop_quad` cuts a detected line out of a page as an upright
 rectangle; the :class:`CropFrame` it returns maps any point of that crop (or of
 a piece :func:`split_at_gaps` cut from it) back to page pixels, which is how
-word boxes found in a crop become page polygons. :func:`page_to_original`
+word boxes found in a crop become page polygons. :func:`crop_band` cuts a bent
+line along its bend instead, column by column (:class:`BandFrame`). :func:`page_to_original`
 maps a page read from a dewarped image back through the dewarping.
 """
 
@@ -17,8 +18,8 @@ import numpy as np
 
 from pipeline.types import Block, Line, Page, Word
 
-__all__ = ["CropFrame", "Shift", "crop_quad", "crop_with_frame", "split_at_gaps", "text_ink", "word_boxes",
-           "page_to_original"]
+__all__ = ["BandFrame", "CropFrame", "Shift", "crop_band", "crop_quad", "crop_with_frame", "split_at_gaps",
+           "text_ink", "word_boxes", "page_to_original"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,80 @@ def crop_with_frame(image: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, Cr
         # A point (x', y') of the turned crop is (width - y', x') of the crop before the turn.
         to_page = to_page @ np.array([[0.0, -1.0, float(width)], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     return crop, CropFrame(to_page)
+
+
+@dataclass(frozen=True, eq=False)
+class BandFrame:
+    """Where the pixels of a bent line's crop (:func:`crop_band`) lie on the page.
+
+    Crop column ``u`` is ``s = u + offset`` pixels along the line's rectangle (from its top-left
+    corner ``origin``, in direction ``along``); crop row ``v`` is ``t = centre(s) - height / 2 + v``
+    pixels across it (direction ``across``), where ``centre`` follows the bend.
+    """
+
+    origin: np.ndarray
+    along: np.ndarray
+    across: np.ndarray
+    centre: np.ndarray
+    height: float
+    offset: float = 0.0
+
+    def to_page(self, points: np.ndarray) -> np.ndarray:
+        """Map (..., 2) crop points to page points."""
+        pts = np.asarray(points, np.float64)
+        flat = pts.reshape(-1, 2)
+        s = flat[:, 0] + self.offset
+        t = np.interp(s, np.arange(len(self.centre)), self.centre) - self.height / 2 + flat[:, 1]
+        out = self.origin + s[:, None] * self.along + t[:, None] * self.across
+        return out.reshape(pts.shape)
+
+    def shifted(self, dx: float) -> BandFrame:
+        """The frame of the piece of this crop that starts ``dx`` pixels to the right."""
+        return BandFrame(self.origin, self.along, self.across, self.centre, self.height, self.offset + dx)
+
+
+def crop_band(image: np.ndarray, quad: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, BandFrame] | None:
+    """Straighten a bent line: cut it out of ``image`` along its text region's outline ``band`` (page
+    pixels), column by column across its rectangle ``quad``, each column centred on the band there.
+
+    The crop is as long as the band and as tall as it is thick (its 90th percentile, so
+    tall letters are kept), so the recognizer sees a straight line instead of a rectangle through the
+    bend, with the lines above and below it. None where the band is nearly as thick as the rectangle
+    (not bent enough to gain) or covers too little of it (cut the line as one rectangle then).
+    """
+    quad = np.asarray(quad, np.float64).reshape(4, 2)
+    along, across = quad[1] - quad[0], quad[3] - quad[0]
+    length, depth = float(np.linalg.norm(along)), float(np.linalg.norm(across))
+    if length < 2 or depth < 2:
+        return None
+    along = along / length
+    across = np.array([-along[1], along[0]]) * (1.0 if np.dot([-along[1], along[0]], across) >= 0 else -1.0)
+    rel = np.asarray(band, np.float64).reshape(-1, 2) - quad[0]
+    st = np.stack([rel @ along, rel @ across], axis=1)
+    low = np.floor(st.min(axis=0))
+    origin = quad[0] + low[0] * along + low[1] * across  # the band's own extent (a quad clipped at the page edge
+    st -= low  # is no rectangle)
+    w, h = int(np.ceil(st[:, 0].max())) + 1, int(np.ceil(st[:, 1].max())) + 1
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(st).astype(np.int32)], 1)
+    covered = np.flatnonzero(mask.any(axis=0))
+    if covered.size < 0.5 * w:
+        return None
+    top = mask[:, covered].argmax(axis=0)
+    bottom = h - 1 - mask[::-1, covered].argmax(axis=0)
+    thickness = float(np.percentile(bottom - top + 1, 90))
+    if thickness > 0.85 * depth:
+        return None
+    centre = np.interp(np.arange(w), covered, (top + bottom) / 2.0)
+    k = max(3, int(thickness) | 1)  # smooth the centre over about a line height: ragged ink edges are not the bend
+    centre = np.convolve(np.pad(centre, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
+    height = int(np.ceil(thickness))
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(height, dtype=np.float64))
+    t = centre[None, :] - thickness / 2 + v
+    page = origin + u[..., None] * along + t[..., None] * across
+    crop = cv2.remap(image, page[..., 0].astype(np.float32), page[..., 1].astype(np.float32), cv2.INTER_CUBIC,
+                     borderMode=cv2.BORDER_REPLICATE)
+    return crop, BandFrame(origin, along, across, centre, thickness)
 
 
 def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -19,7 +20,8 @@ import pyclipper
 from pipeline.config import DetectionConfig
 from pipeline.models.engine import Engine
 
-__all__ = ["STRIDE", "DetectionInput", "DetectionPreprocessor", "DBPostProcessor", "TextDetector", "order_quad"]
+__all__ = ["STRIDE", "Detections", "DetectionInput", "DetectionPreprocessor", "DBPostProcessor", "TextDetector",
+           "order_quad"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,30 @@ def order_quad(points: np.ndarray) -> np.ndarray:
     return np.stack([tl, tr, br, bl])
 
 
+class Detections(NamedTuple):
+    """A page's detected lines.
+
+    Attributes:
+        boxes: float32 (N, 4, 2) quads in page pixels, clockwise from top-left.
+        scores: float32 (N,) mean probabilities.
+        bands: per box, the outline of a bent line's text region (float32 (K, 2), page pixels) where the
+            line fills too little of its quad to be cut as one (``detection.bent_lines: unroll``), else None.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    bands: tuple[np.ndarray | None, ...]
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32), ())
+
+
+#: A region that fills less of its minimum-area rectangle than this is a bent line (a straight line's fills
+#: about nine tenths of it).
+BENT_FILL = 0.75
+
+
 class DBPostProcessor:
     """Turn a DB probability map into scored text quadrilaterals.
 
@@ -105,7 +131,9 @@ class DBPostProcessor:
 
     A bent line's rectangle holds much background beside its text, so its
     rectangle's mean falls below ``box_thresh`` however sure the map is of the
-    text: scored on its contour, the line is kept.
+    text: scored on its contour, the line is kept. Its region's own outline,
+    grown back like the rectangle, goes with it (``bands``), so recognition can
+    cut the line along its bend (``detection.bent_lines: unroll``).
     """
 
     def __init__(self, config: DetectionConfig):
@@ -116,6 +144,7 @@ class DBPostProcessor:
         self.max_candidates = config.max_candidates
         self.kernel = np.ones((2, 2), np.uint8) if config.dilate else None
         self.score_contour = config.score_mode == "contour"
+        self.unroll = config.bent_lines == "unroll"
 
     @staticmethod
     def _mini_box(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -149,8 +178,18 @@ class DBPostProcessor:
             return None
         return np.asarray(grown[0], dtype=np.float32)
 
-    def __call__(self, prob: np.ndarray, scale: float, page_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes from one probability map.
+    def _band(self, points: np.ndarray, rect_box: np.ndarray) -> np.ndarray | None:
+        """A bent line's outline grown back (map pixels): where its region fills less than
+        :data:`BENT_FILL` of its long rectangle; None for a straight line."""
+        w = float(np.linalg.norm(rect_box[1] - rect_box[0]))
+        h = float(np.linalg.norm(rect_box[3] - rect_box[0]))
+        if w < 4 * h or cv2.contourArea(points) >= BENT_FILL * w * h:
+            return None
+        outline = cv2.approxPolyDP(points.reshape(-1, 1, 2).astype(np.float32), 0.5, True).reshape(-1, 2)
+        return self._unclip(outline) if len(outline) >= 4 else None
+
+    def __call__(self, prob: np.ndarray, scale: float, page_hw: tuple[int, int]) -> Detections:
+        """Lines from one probability map.
 
         Args:
             prob: (H, W) float map, already cropped to the valid (unpadded) area.
@@ -158,14 +197,13 @@ class DBPostProcessor:
             page_hw: page height and width, to clip boxes to.
 
         Returns:
-            ``(boxes, scores)``: float32 (N, 4, 2) quads in page pixels, clockwise from
-            top-left, and float32 (N,) scores. Empty arrays when there is no text.
+            The :class:`Detections`; empty arrays when there is no text.
         """
         bitmap = (prob > self.thresh).astype(np.uint8)
         if self.kernel is not None:
             bitmap = cv2.dilate(bitmap, self.kernel)
         contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        boxes, scores = [], []
+        boxes, scores, bands = [], [], []
         page_h, page_w = page_hw
         for contour in contours[: self.max_candidates]:
             if len(contour) < 4:
@@ -176,6 +214,7 @@ class DBPostProcessor:
             score = self._box_score(prob, contour.reshape(-1, 2).astype(np.float32) if self.score_contour else box)
             if score < self.box_thresh:
                 continue
+            band = self._band(contour.reshape(-1, 2).astype(np.float32), box) if self.unroll else None
             grown = self._unclip(box)
             if grown is None:
                 continue
@@ -187,9 +226,10 @@ class DBPostProcessor:
             box[:, 1] = np.clip(box[:, 1], 0, page_h)
             boxes.append(box)
             scores.append(score)
+            bands.append(None if band is None else (band / scale).astype(np.float32))
         if not boxes:
-            return np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32)
-        return np.stack(boxes).astype(np.float32), np.asarray(scores, np.float32)
+            return Detections.empty()
+        return Detections(np.stack(boxes).astype(np.float32), np.asarray(scores, np.float32), tuple(bands))
 
 
 class TextDetector:
@@ -206,14 +246,14 @@ class TextDetector:
         self.postprocess = DBPostProcessor(config)
         self.batch_pages = max(1, int(batch_pages))
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, image: np.ndarray) -> Detections:
         """Detect lines on one RGB page; see :meth:`DBPostProcessor.__call__` for the result."""
         result = self.detect_many([image])[0]
         if isinstance(result, Exception):
             raise result
         return result
 
-    def detect_many(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
+    def detect_many(self, images: list[np.ndarray]) -> list[Detections | Exception]:
         """Detect lines on several RGB pages, in batches of pages of one padded size.
 
         Returns:
@@ -226,7 +266,7 @@ class TextDetector:
         for i, image in enumerate(images):
             h, w = image.shape[:2]
             if h < 2 or w < 2:
-                results[i] = (np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32))
+                results[i] = Detections.empty()
                 continue
             try:
                 inputs[i] = self.preprocess(image)

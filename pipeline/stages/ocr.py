@@ -22,8 +22,9 @@ import numpy as np
 
 from pipeline.config import FolioConfig
 from pipeline.errors import FolioError, OcrError
-from pipeline.imaging.geometry import CropFrame, crop_with_frame, split_at_gaps, word_boxes
+from pipeline.imaging.geometry import BandFrame, CropFrame, crop_band, crop_with_frame, split_at_gaps, word_boxes
 from pipeline.models.bundle import OcrModels
+from pipeline.models.detection import Detections
 from pipeline.models.recognition import Reading
 from pipeline.types import Block, Line, Page, PageImage, PageTimings, Word
 
@@ -52,7 +53,7 @@ class OcrStage:
         detect_ms: list[float] = [0.0] * n
         quads: list[np.ndarray] = [np.zeros((0, 4, 2), np.float32)] * n
         crops: list[np.ndarray] = []
-        frames: list[CropFrame] = []
+        frames: list[CropFrame | BandFrame] = []
         owners: list[int] = []
         images: dict[int, np.ndarray] = {}
         for i, page in enumerate(pages):
@@ -71,7 +72,7 @@ class OcrStage:
             try:
                 if isinstance(found, Exception):
                     raise found
-                page_crops, page_frames, quads[i] = self._crops(image, found[0])
+                page_crops, page_frames, quads[i] = self._crops(image, found)
             except Exception as e:  # noqa: BLE001 - any failure on a page is that page's row
                 results[i] = self._failed(pages[i], e, "detection")
                 continue
@@ -112,11 +113,14 @@ class OcrStage:
             )
         return results
 
-    def _crops(self, image: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], list[CropFrame], np.ndarray]:
-        """A page's line crops from its detected boxes, where each lies on the page, and their quads."""
+    def _crops(self, image: np.ndarray, found: Detections) -> tuple[list[np.ndarray], list[CropFrame | BandFrame],
+                                                                    np.ndarray]:
+        """A page's line crops from its detected lines, where each lies on the page, and their quads; a bent
+        line is cut along its bend (:func:`~pipeline.imaging.geometry.crop_band`)."""
         crops, frames, quads = [], [], []
-        for q in boxes:
-            crop, frame = crop_with_frame(image, q)
+        for q, band in zip(found.boxes, found.bands or [None] * len(found.boxes)):
+            unrolled = crop_band(image, q, band) if band is not None else None
+            crop, frame = unrolled if unrolled is not None else crop_with_frame(image, q)
             for piece, quad, x0 in split_at_gaps(crop, q, self.config.recognition.split_gap):
                 crops.append(piece)
                 frames.append(frame.shifted(x0) if x0 else frame)
@@ -150,7 +154,7 @@ class OcrStage:
         return readings
 
     @staticmethod
-    def _line(reading: Reading, quad: np.ndarray, crop: np.ndarray, frame: CropFrame) -> Line:
+    def _line(reading: Reading, quad: np.ndarray, crop: np.ndarray, frame: CropFrame | BandFrame) -> Line:
         polygon = tuple((float(x), float(y)) for x, y in quad)
         words = ()
         if reading.words:
