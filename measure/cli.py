@@ -142,7 +142,11 @@ def demo(workdir, pages):
 @click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), help="Only the pages (documents for "
               "sroie-keys and invoice2data) whose ids this file lists, one per line (`folio train` writes its "
               "held-out pages as such a file).")
-def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_output, ids_file):
+@click.option("--prediction", "prediction", type=click.Path(exists=True, file_okay=False), help="Score another "
+              "system's output instead of running OCR: the files in this folder, in FORMAT (PAGE-XML for page, ALTO "
+              "for alto), paired with the ground truth by image file name; e.g. the ABBYY FineReader output beside "
+              "newspapers_nzz (its abbyy_server11/).")
+def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_output, ids_file, prediction):
     """Run OCR over a labelled set in FORMAT at PATH and score it.
 
     Word precision/recall/F1 (bag of NFKC whitespace tokens per page), and beside
@@ -198,7 +202,14 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
         samples = [s for s in samples if s.sample_id in wanted]
     if not samples:
         raise click.UsageError(f"no labelled pages found in {path} as {fmt}{' with those ids' * bool(ids_file)}")
-    if system == "gt-lines":
+    if prediction:
+        from measure.evaluate import evaluate_files
+
+        if fmt not in ("page", "alto") or system != "folio":
+            raise click.UsageError("--prediction reads PAGE-XML (page) or ALTO (alto) output, with no --system")
+        system = f"files in {prediction}"
+        summary, scores = evaluate_files(samples, read_dataset(fmt, prediction))
+    elif system == "gt-lines":
         from measure.evaluate import evaluate_layout
 
         summary, scores = evaluate_layout(samples, config)
@@ -225,7 +236,7 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
     if json_out:
         payload = {
             **summary, "system": system, "format": fmt, "path": str(path),
-            "config": config.model_dump(mode="json") if system.startswith("folio") else None,
+            "config": config.model_dump(mode="json") if system.startswith("folio-") or system == "folio" else None,
             "per_page": [
                 {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
                  "word_set_f1": s.set_f1,

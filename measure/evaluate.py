@@ -21,7 +21,7 @@ from pipeline.io.decode import open_document
 from pipeline.run import plan
 from pipeline.types import DocumentRef, Page, PageImage, SourceDocument
 
-__all__ = ["evaluate", "evaluate_documents", "DocumentReader", "detect_format", "load_samples", "load_page"]
+__all__ = ["evaluate", "evaluate_documents", "evaluate_files", "evaluate_layout", "DocumentReader", "detect_format", "load_samples", "load_page"]
 
 log = logging.getLogger(__name__)
 
@@ -216,4 +216,18 @@ def evaluate_layout(samples: Sequence[GtPage], config: FolioConfig) -> tuple[dic
         blocks, text = order_lines(lines, sample.height, config.layout.reading_order)
         pred = [(line.polygon, line.text) for block in blocks for line in block.lines]
         scores.append(score_page(sample, pred, text, time.perf_counter() - t0))
+    return summarize(scores), scores
+
+
+def evaluate_files(samples: Sequence[GtPage], predicted: Sequence[GtPage]) -> tuple[dict, list[PageScore]]:
+    """Another system's output read from files (``folio eval ... --prediction DIR``): each sample is scored
+    against the predicted page of the same image file name, its lines in the file's order; a sample with no
+    such page counts as one read as nothing."""
+    by_image = {(p.image_path.name, p.page_index): p for p in predicted}
+    scores = []
+    for sample in samples:
+        found = by_image.get((sample.image_path.name, sample.page_index))
+        lines = [(g.polygon, g.text) for g in found.lines if g.text] if found is not None else []
+        scores.append(score_page(sample, lines, "\n".join(t for _, t in lines), 0.0,
+                                 pred_size=(found.width, found.height) if found and found.width else None))
     return summarize(scores), scores

@@ -171,6 +171,24 @@ def test_page_xml_lines_come_in_the_reading_order_with_line_level_text():
     assert errors > 10  # the columns interleaved
 
 
+def test_eval_scores_another_systems_page_xml(tmp_path):
+    """``folio eval page PATH --prediction DIR``: a peer's PAGE-XML output scored against the ground truth, paired
+    by image file name; its own text, not the ground truth's."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    shutil.copytree(FIXTURES / "page", tmp_path / "peer")
+    for xml in (tmp_path / "peer").rglob("*.xml"):
+        xml.write_text(xml.read_text().replace("left column line 1 of", "left colunm line 1 of"))
+    args = ["eval", "page", str(FIXTURES / "page"), "--quiet", "--json", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(main, [*args, "--prediction", str(tmp_path / "peer")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["system"].startswith("files in") and report["words_gt"] - report["words_tp"] == 1
+    assert report["cer_errors"] == 2 and report["line_recall"] == 1.0
+
+
 def test_text_read_in_dont_care_regions_counts_in_neither_cer():
     from measure.datasets import GtLine
 
