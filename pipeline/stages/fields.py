@@ -331,7 +331,7 @@ class FieldsStage:
                  for order, found_labels in labels.items()}
         supplier = self._labelled_name(lines, colon, "supplier_name")
         if supplier is not None:
-            supplier.value = _legal_form(_name(supplier.value))
+            supplier.value = _name_value(_name(supplier.value))
         else:
             supplier = _supplier(lines, labels)
         put("supplier_name", supplier)
@@ -743,7 +743,6 @@ def _supplier(lines: list[_Line], labels) -> _Candidate | None:
             s += 2.5  # the name of the document's own website (Azure Interior, www.azure-interior.com)
         if text == text.lower():
             s -= 2.0  # printed names are in capitals or title case; a name in small letters is a person's
-
         s += 2.0 if _LEGAL.search(text) else (1.0 if _BUSINESS.search(text) else 0.0)
         if _ADDRESS_START.match(text) or re.search(r"\d{4,}", text):
             s -= 1.5  # a street, a postcode
@@ -779,7 +778,7 @@ def _supplier(lines: list[_Line], labels) -> _Candidate | None:
         candidate = _Candidate(text, best.text, best, 0, len(best.text), method)
     else:
         candidate = _joined(parts, text, method)
-    candidate.value = _legal_form(text)
+    candidate.value = _name_value(text)
     return candidate
 
 
@@ -803,7 +802,7 @@ def _domains(lines: list[_Line]) -> set[str]:
     return out
 
 
-def _legal_form(name: str) -> str:
+def _name_value(name: str) -> str:
     """A name in compatibility form (full-width brackets made ASCII: NFKC), and with its legal form corrected
     where OCR misread one letter of it (``MR. D.I.Y. (M) SON BHD`` -> ``... SDN BHD``)."""
     name = unicodedata.normalize("NFKC", name)
