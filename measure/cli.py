@@ -473,11 +473,17 @@ def bench(path, repeat, fmt, limit, systems, runner, config_path, sets, json_out
 @click.option("--workers", type=click.IntRange(min=1), help="Ray Train workers [default: one per GPU, else 1].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N pages of PATH (sorted by id).")
+@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False),
+              help="Only the pages of PATH whose ids this file lists, one per line (as `folio eval --ids`).")
+@click.option("--val-ids", "val_ids_file", type=click.Path(exists=True, dir_okay=False),
+              help="Validate on the pages of PATH whose ids this file lists (none of them is trained on), instead "
+              "of --val-split.")
 @config_option
 @set_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size, learning_rate, patience, freeze,
-          no_augment, base_model, restart, runner, workers, seed, limit, config_path, sets, quiet):
+          no_augment, base_model, restart, runner, workers, seed, limit, ids_file, val_ids_file, config_path, sets,
+          quiet):
     """Fine-tune the recognizer on the lines of a labelled set in FORMAT at PATH.
 
     Lines are cut from the set's ground truth (the formats `folio eval` reads), the
@@ -488,6 +494,7 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     lines with ONNX Runtime. The last line printed is the --set override that makes
     `folio run` and `folio eval` use it.
     """
+    from measure.datasets import read_dataset
     from measure.train import line_samples
     from pipeline.models.recognition import in_charset
     from pipeline.models.training import (
@@ -507,10 +514,26 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    samples, ids = line_samples(fmt, path, config, limit)
+    def listed(file):
+        return [line.strip() for line in Path(file).read_text().splitlines() if line.strip()] if file else None
+
+    if val_path and val_ids_file:
+        raise click.UsageError("--val and --val-ids: choose one")
+    val_ids = listed(val_ids_file)
+    train_ids = listed(ids_file)
+    if val_ids is not None:  # the validation pages are never trained on
+        everything = train_ids if train_ids is not None else [s.sample_id for s in read_dataset(fmt, path, limit)]
+        train_ids = [i for i in everything if i not in set(val_ids)]
+    samples, ids = line_samples(fmt, path, config, limit, ids=train_ids)
     if not samples:
-        raise click.UsageError(f"no labelled lines found in {path} as {fmt}")
-    if val_path:
+        raise click.UsageError(f"no labelled lines found in {path} as {fmt}{' on those pages' * bool(train_ids)}")
+    if val_ids is not None:
+        train_set, val_set = samples, line_samples(fmt, path, config, ids=val_ids)[0]
+        held_ids = sorted(set(val_ids))
+        if not val_set:
+            raise click.UsageError(f"no labelled lines found on the --val-ids pages of {path}")
+        (out / "validation-ids.txt").write_text("".join(f"{i}\n" for i in held_ids))
+    elif val_path:
         train_set, val_set = samples, line_samples(val_format or fmt, val_path, config)[0]
         held_ids: list[str] = []
         if not val_set:

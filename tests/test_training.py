@@ -135,6 +135,18 @@ def test_folio_train_writes_the_model_and_prints_the_override_last(lines, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     assert CliRunner().invoke(main, ["train", "lines", str(empty), "--output", str(out)]).exit_code == 2
+    # chosen pages: --ids to train on, --val-ids to validate on (never trained on even when --ids lists them)
+    from measure.datasets import read_dataset
+
+    ids = [p.sample_id for p in read_dataset("lines", data)]
+    (tmp_path / "train.txt").write_text("\n".join(ids))
+    (tmp_path / "val.txt").write_text("\n".join(i for i in ids if "book2" in i))
+    chosen = CliRunner().invoke(main, [*args[:-2], "--restart", "--ids", str(tmp_path / "train.txt"),
+                                       "--val-ids", str(tmp_path / "val.txt")])
+    assert chosen.exit_code == 0, chosen.output
+    report = json.loads((out / "training.json").read_text())
+    assert (report["train_lines"], report["val_lines"]) == (4, 2)
+    assert (out / "validation-ids.txt").read_text().split() == [i for i in ids if "book2" in i]
 
 
 @pytest.mark.slow
