@@ -101,8 +101,7 @@ def crop_band(image: np.ndarray, quad: np.ndarray, band: np.ndarray) -> tuple[np
     The crop is as long as the band and as tall as it is thick (its 90th percentile, so
     tall letters are kept), so the recognizer sees a straight line instead of a rectangle through the
     bend, with the lines above and below it. None where the band is nearly as thick as the rectangle
-    or its middle keeps within a quarter of its thickness of a straight line (not bent: a blot or a tall letter
-    beside a straight line), or it covers too little of the rectangle; the line is cut as one rectangle then.
+    (not bent enough to gain) or covers too little of it (cut the line as one rectangle then).
     """
     quad = np.asarray(quad, np.float64).reshape(4, 2)
     along, across = quad[1] - quad[0], quad[3] - quad[0]
@@ -130,9 +129,6 @@ def crop_band(image: np.ndarray, quad: np.ndarray, band: np.ndarray) -> tuple[np
     centre = np.interp(np.arange(w), covered, (top + bottom) / 2.0)
     k = max(3, int(thickness) | 1)  # smooth the centre over about a line height: ragged ink edges are not the bend
     centre = np.convolve(np.pad(centre, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
-    x = np.arange(w, dtype=np.float64)
-    if np.abs(centre - np.polyval(np.polyfit(x, centre, 1), x)).max() < 0.25 * thickness:
-        return None  # a straight line with a blot or a tall letter beside it: not bent, cut it as one rectangle
     height = int(np.ceil(thickness))
     u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(height, dtype=np.float64))
     t = centre[None, :] - thickness / 2 + v
