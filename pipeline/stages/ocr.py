@@ -118,7 +118,7 @@ class OcrStage:
         """A page's line crops from its detected lines, where each lies on the page, and their quads; a bent
         line is cut along its bend (:func:`~pipeline.imaging.geometry.crop_band`)."""
         crops, frames, quads = [], [], []
-        for q, band in zip(found.boxes, found.bands or [None] * len(found.boxes)):
+        for q, band in zip(found.boxes, found.bands):
             unrolled = crop_band(image, q, band) if band is not None else None
             crop, frame = unrolled if unrolled is not None else crop_with_frame(image, q)
             for piece, quad, x0 in split_at_gaps(crop, q, self.config.recognition.split_gap):
