@@ -166,9 +166,8 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
     """
     import json
 
-    wanted = None
-    if ids_file:
-        wanted = {line.strip() for line in Path(ids_file).read_text().splitlines() if line.strip()}
+    listed = _id_list(ids_file)
+    wanted = set(listed) if listed is not None else None
     if fmt in ("sroie-keys", "invoice2data"):
         from measure.fields_eval import evaluate_fields, render, report_json
 
@@ -236,7 +235,7 @@ def eval_cmd(fmt, path, system, config_path, sets, limit, json_out, quiet, from_
     if json_out:
         payload = {
             **summary, "system": system, "format": fmt, "path": str(path),
-            "config": config.model_dump(mode="json") if system.startswith("folio-") or system == "folio" else None,
+            "config": config.model_dump(mode="json") if system.startswith("folio") else None,
             "per_page": [
                 {"id": s.sample_id, "word_precision": s.precision, "word_recall": s.recall, "word_f1": s.f1,
                  "word_set_f1": s.set_f1,
@@ -514,16 +513,14 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    def listed(file):
-        return [line.strip() for line in Path(file).read_text().splitlines() if line.strip()] if file else None
-
     if val_path and val_ids_file:
         raise click.UsageError("--val and --val-ids: choose one")
-    val_ids = listed(val_ids_file)
-    train_ids = listed(ids_file)
+    val_ids = _id_list(val_ids_file)
+    train_ids = _id_list(ids_file)
     if val_ids is not None:  # the validation pages are never trained on
         everything = train_ids if train_ids is not None else [s.sample_id for s in read_dataset(fmt, path, limit)]
-        train_ids = [i for i in everything if i not in set(val_ids)]
+        held = set(val_ids)
+        train_ids = [i for i in everything if i not in held]
     samples, ids = line_samples(fmt, path, config, limit, ids=train_ids)
     if not samples:
         raise click.UsageError(f"no labelled lines found in {path} as {fmt}{' on those pages' * bool(train_ids)}")
@@ -532,10 +529,9 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
         held_ids = sorted(set(val_ids))
         if not val_set:
             raise click.UsageError(f"no labelled lines found on the --val-ids pages of {path}")
-        (out / "validation-ids.txt").write_text("".join(f"{i}\n" for i in held_ids))
     elif val_path:
         train_set, val_set = samples, line_samples(val_format or fmt, val_path, config)[0]
-        held_ids: list[str] = []
+        held_ids = []
         if not val_set:
             raise click.UsageError(f"no labelled lines found in {val_path}")
     else:
@@ -545,6 +541,7 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
             raise click.UsageError(str(e)) from e
         val_keys = {id(s) for s in val_set}
         held_ids = sorted({i for s, i in zip(samples, ids) if id(s) in val_keys})
+    if held_ids:
         (out / "validation-ids.txt").write_text("".join(f"{i}\n" for i in held_ids))
     say(f"folio train: {len(train_set)} lines to train on, {len(val_set)} to validate on "
         f"({len({s.group for s in train_set})} and {len({s.group for s in val_set})} documents)")
@@ -603,6 +600,13 @@ def train(fmt, path, output, val_path, val_format, val_split, epochs, batch_size
     if not all(in_charset(c, recognizer.allowed) for c in recognizer.added):
         override += " --set recognition.charset=all"
     click.echo(override)
+
+
+def _id_list(file: str | None) -> list[str] | None:
+    """The ids an ``--ids``-style file lists, one per line (None without a file)."""
+    if not file:
+        return None
+    return [line.strip() for line in Path(file).read_text().splitlines() if line.strip()]
 
 
 def _fit_locally(recognizer, train_set, val_set, config, options, checkpoint, quiet):

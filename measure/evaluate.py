@@ -21,7 +21,8 @@ from pipeline.io.decode import open_document
 from pipeline.run import plan
 from pipeline.types import DocumentRef, Page, PageImage, SourceDocument
 
-__all__ = ["evaluate", "evaluate_documents", "evaluate_files", "evaluate_layout", "DocumentReader", "detect_format", "load_samples", "load_page"]
+__all__ = ["evaluate", "evaluate_documents", "evaluate_files", "evaluate_layout", "DocumentReader", "detect_format",
+           "load_samples", "load_page"]
 
 log = logging.getLogger(__name__)
 
