@@ -326,10 +326,7 @@ class FieldsStage:
             number = self._labelled_token(lines, labels, "document_type", method_suffix="-title")
         put("document_number", number)
         # "Sold by:", "Account holder:"; only with its colon ("Merchant Number", "TVA payée sur..." are not)
-        colon = {order: [label for label in found_labels if label.field != "supplier_name"
-                         or lines[order].text[:label.end].rstrip().endswith(":")]
-                 for order, found_labels in labels.items()}
-        supplier = self._labelled_name(lines, colon, "supplier_name")
+        supplier = self._labelled_name(lines, labels, "supplier_name", with_colon=True)
         if supplier is not None:
             supplier.value = _name_value(_name(supplier.value))
         else:
@@ -453,10 +450,10 @@ class FieldsStage:
                 return _Candidate(value, line.text[start:end], line, start, end, "pattern")
         return None
 
-    def _labelled_name(self, lines, labels, name: str) -> _Candidate | None:
+    def _labelled_name(self, lines, labels, name: str, with_colon: bool = False) -> _Candidate | None:
         for line in lines:
             for label in labels[line.order]:
-                if label.field != name:
+                if label.field != name or (with_colon and not line.text[:label.end].rstrip().endswith(":")):
                     continue
                 for where, text, offset, how in _after(lines, line, label.end, below_only_when_empty=True):
                     stripped = text.strip(" :#-.")
